@@ -1,0 +1,158 @@
+"""The request log's writer thread, shared by every backend.
+
+The hot path must never wait on a database, so :meth:`RequestLog.append`
+only appends a tuple to a ``collections.deque`` (atomic under the GIL, no
+lock, no wake-up). A daemon thread wakes every ``flush_interval_s``, takes
+everything queued and writes it in one transaction. :meth:`RequestLog.close`
+wakes the thread, lets it drain the queue completely and joins it, so a
+clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import logging
+import threading
+from typing import Final
+
+__all__ = ["COLUMNS", "Backend", "NullRequestLog", "RequestLog", "Row"]
+
+logger = logging.getLogger("toolserver.requestlog")
+
+#: ts (Unix seconds), session, tool, provider (or None), status, latency_ms.
+Row = tuple[float, str, str, str | None, str, float]
+COLUMNS: Final = ("ts", "session", "tool", "provider", "status", "latency_ms")
+
+#: Rows per transaction; bounds memory held by one write and its duration.
+BATCH: Final = 5000
+
+
+class Backend(abc.ABC):
+    """Database-specific part; every method runs in the writer thread."""
+
+    @abc.abstractmethod
+    def open(self) -> None: ...
+
+    @abc.abstractmethod
+    def write(self, rows: list[Row]) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class RequestLog:
+    """Queue + writer thread in front of a :class:`Backend`."""
+
+    def __init__(self, backend: Backend, *, flush_interval_s: float = 0.2) -> None:
+        self.backend = backend
+        self.flush_interval_s = flush_interval_s
+        self._queue: collections.deque[Row] = collections.deque()
+        #: Bound method, so the hot path pays one attribute lookup.
+        self.append = self._queue.append
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the writer and wait until the backend is open (fail early on a bad URL)."""
+        self._thread = threading.Thread(target=self._run, name="requestlog-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise RuntimeError(
+                f"cannot open request log {self.backend.describe()}: {self._open_error}"
+            ) from self._open_error
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def stats(self) -> tuple[int, int]:
+        """(queue depth, rows written), the shape ``ServerMetrics.attach`` expects."""
+        return len(self._queue), self.rows_written
+
+    def close(self) -> None:
+        """Flush everything queued and stop the writer. Blocking: call it off the loop."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _drain_once(self) -> None:
+        queue = self._queue
+        while queue:
+            batch: list[Row] = []
+            popleft = queue.popleft
+            try:
+                while len(batch) < BATCH:
+                    batch.append(popleft())
+            except IndexError:
+                pass
+            try:
+                self.backend.write(batch)
+                self.rows_written += len(batch)
+            except Exception:
+                # The log is diagnostic: a broken database must not take the
+                # server down, but losing rows must be visible.
+                self.rows_dropped += len(batch)
+                logger.exception("request log write failed; %d rows dropped", len(batch))
+
+    def _run(self) -> None:
+        try:
+            self.backend.open()
+        except BaseException as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stopping:
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
+                self._drain_once()
+            self._drain_once()
+        finally:
+            try:
+                self.backend.close()
+            except Exception:
+                logger.exception("closing the request log failed")
+
+
+class NullRequestLog(RequestLog):
+    """``--request-log none``: same interface, nothing stored, no thread."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        super().__init__(_NullBackend())
+        self.append = self._discard
+
+    def _discard(self, row: Row) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _NullBackend(Backend):
+    def open(self) -> None:
+        pass
+
+    def write(self, rows: list[Row]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "none"

@@ -1,0 +1,526 @@
+"""The I/O layer: websockets' asyncio server around the sans-I/O protocol core.
+
+Hot path, per text frame on one connection:
+
+1. :func:`toolserver.protocol.parse` (one ``json.loads``) gives a request or
+   an error frame.
+2. A dict lookup picks the method; ``tools/call`` looks up the tool and runs
+   its pre-compiled fastjsonschema validator.
+3. Tools that need no I/O (``echo`` without delay, ``status``, ...) are
+   answered inline: no task, no queue. Tools that wait (timers, providers)
+   become one task each, so a slow call never delays a fast one behind it on
+   the same connection; their answers go out whenever they are ready, each
+   carrying its request id.
+4. One tuple is appended to the request log's deque and the metrics hooks
+   bump plain counters; nothing is formatted or logged per message.
+
+Everything that must not hurt other clients (bad JSON, oversized frames,
+crashing tools, failing providers) is contained to one response or one
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import fastjsonschema
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HTTPRequest
+from websockets.http11 import Response as HTTPResponse
+from websockets.typing import Subprotocol
+
+from . import __version__
+from .breaker import CircuitBreaker
+from .config import ServerConfig
+from .http import MONITORING_WS_PATH, make_process_request, monitoring_stream
+from .limits import InflightLimiter
+from .metrics import ServerMetrics
+from .protocol import (
+    BINARY_FRAME_ERROR,
+    BUSY,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Request,
+    RpcError,
+    error_frame,
+    parse,
+    result_frame,
+    tool_result_frame,
+)
+from .providers import Provider, SimulatedProvider, make_providers
+from .requestlog import RequestLog, open_request_log
+from .tools import TOOLS, ToolContext
+
+__all__ = ["PROTOCOL_VERSIONS", "ServerState", "run_server"]
+
+logger = logging.getLogger("toolserver.server")
+
+#: MCP revisions this server speaks; the first is offered to clients asking for others.
+PROTOCOL_VERSIONS: Final = ("2025-06-18", "2025-11-25", "2025-03-26", "2024-11-05")
+SUBPROTOCOL: Final = Subprotocol("mcp")
+#: websockets' write buffer high-water mark. The default 32 KiB makes send()
+#: wait for the socket to drain often under pipelining; 256 KiB per connection
+#: keeps that rare while still bounding memory for a client that stops reading.
+WRITE_LIMIT: Final = 256 * 1024
+
+_TOOLS_LIST_RESULT: Final = {"tools": [tool.describe() for tool in TOOLS.values()]}
+
+_ADMIN_PROVIDER_SCHEMA: Final = {
+    "type": "object",
+    "properties": {
+        "provider": {"type": "string"},
+        "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "latency_ms": {"type": "number", "minimum": 0},
+        "spread_ms": {"type": "number", "minimum": 0},
+        "tokens": {"type": "integer", "minimum": 0},
+    },
+    "required": ["provider"],
+    "additionalProperties": False,
+}
+_validate_admin_provider = fastjsonschema.compile(_ADMIN_PROVIDER_SCHEMA)
+
+#: Request-log status -> metrics outcome.
+_OUTCOME: Final = {
+    "ok": "ok",
+    "tool_error": "tool_error",
+    "invalid": "error",
+    "error": "error",
+    "busy": "busy",
+    "cancelled": "error",
+}
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:
+    # websockets rejects clients that offer no subprotocol when the server
+    # lists one; MCP clients other than the SDK often offer none, so accept them.
+    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+
+class Session:
+    """Per-connection state."""
+
+    __slots__ = ("id", "inflight", "initialized", "tasks", "ws")
+
+    def __init__(self, id: str, ws: ServerConnection) -> None:
+        self.id = id
+        self.ws = ws
+        self.inflight = 0
+        self.initialized = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+class ServerState:
+    """Everything shared by connections; also the ``app`` the monitoring routes read."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        metrics: ServerMetrics | None = None,
+        requestlog: RequestLog | None = None,
+        providers: dict[str, Provider] | None = None,
+    ) -> None:
+        self.config = config
+        self.version = __version__
+        self.started_at = time.monotonic()
+        self.draining = False
+        self.connection_count = 0
+        self.metrics = metrics if metrics is not None else ServerMetrics(enabled=config.metrics)
+        self.requestlog = (
+            requestlog
+            if requestlog is not None
+            else open_request_log(
+                config.requestlog.url, flush_interval_s=config.requestlog.flush_interval_s
+            )
+        )
+        self.providers = providers if providers is not None else make_providers(config.provider)
+        self.breakers = {
+            name: CircuitBreaker(
+                name, failures=config.breaker.failures, cooldown_s=config.breaker.cooldown_s
+            )
+            for name in self.providers
+        }
+        limits = config.limits
+        self.limiter = InflightLimiter(
+            per_connection=limits.max_inflight_per_connection, total=limits.max_inflight
+        )
+        self.sessions: set[Session] = set()
+        self.calls_total = 0
+        self._session_seq = 0
+        self._boot = os.urandom(3).hex()
+        self.ctx = ToolContext(
+            providers=self.providers,
+            breakers=self.breakers,
+            metrics=self.metrics,
+            status=self.status,
+        )
+        self.metrics.attach(
+            breakers=self.breaker_states,
+            requestlog=self.requestlog.stats,
+            connections=lambda: self.connection_count,
+            draining=lambda: self.draining,
+        )
+        self._token = f"Bearer {config.network.token}".encode() if config.network.token else None
+        self._http_hook = make_process_request(self)
+        self._methods: dict[str, Callable[[Session, Request], Any]] = {
+            "ping": self._ping,
+            "initialize": self._initialize,
+            "tools/list": self._tools_list,
+        }
+        if config.allow_admin:
+            self._methods["admin/provider"] = self._admin_provider
+
+    # --- views ------------------------------------------------------------------
+
+    def breaker_states(self) -> dict[str, str]:
+        return {name: breaker.state for name, breaker in self.breakers.items()}
+
+    def status(self) -> dict[str, Any]:
+        depth, written = self.requestlog.stats()
+        return {
+            "version": self.version,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "connections": self.connection_count,
+            "inflight": self.limiter.inflight,
+            "tool_calls": self.calls_total,
+            "draining": self.draining,
+            "breakers": self.breaker_states(),
+            "providers": {name: p.settings() for name, p in self.providers.items()},
+            "requestlog": {"queue_depth": depth, "rows_written": written},
+        }
+
+    # --- handshake ------------------------------------------------------------------
+
+    def process_request(
+        self, connection: ServerConnection, request: HTTPRequest
+    ) -> HTTPResponse | None:
+        """Bearer-token check for the MCP endpoint, then the monitoring routes.
+
+        Monitoring routes (health, metrics, dashboard and its stream) stay
+        open like a health check: they expose counts, never request contents.
+        """
+        if self._token is not None and not request.path.startswith(
+            ("/monitoring", "/health", "/metrics", "/api/metrics", "/static/")
+        ):
+            got = request.headers.get("Authorization", "").encode()
+            # compare_digest: the time taken must not reveal how much matched.
+            if not hmac.compare_digest(got, self._token):
+                self.metrics.connection_rejected("auth")
+                response = connection.respond(
+                    http.HTTPStatus.UNAUTHORIZED, "missing or invalid bearer token\n"
+                )
+                response.headers["WWW-Authenticate"] = 'Bearer realm="toolserver"'
+                return response
+        return self._http_hook(connection, request)
+
+    # --- connections ------------------------------------------------------------------
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """websockets' connection handler."""
+        if ws.request is not None and ws.request.path.split("?", 1)[0] == MONITORING_WS_PATH:
+            await monitoring_stream(ws, self)
+            return
+        if self.connection_count >= self.config.limits.max_connections or self.draining:
+            self.metrics.connection_rejected("capacity")
+            await ws.close(1013, "try again later")
+            return
+        self._session_seq += 1
+        session = Session(f"{self._boot}-{self._session_seq}", ws)
+        self.connection_count += 1
+        self.sessions.add(session)
+        self.metrics.connection_opened()
+        try:
+            await self._read_loop(session)
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009:
+                self.metrics.connection_rejected("frame_too_big")
+        finally:
+            self.sessions.discard(session)
+            self.connection_count -= 1
+            self.metrics.connection_closed()
+            # The client is gone: nobody can receive these answers, so free
+            # their slots now (each still logs a "cancelled" row).
+            for task in list(session.tasks):
+                task.cancel()
+            if session.tasks:
+                await asyncio.gather(*session.tasks, return_exceptions=True)
+
+    async def _read_loop(self, session: Session) -> None:
+        # Locals instead of attribute lookups: this loop runs once per message.
+        ws = session.ws
+        send = ws.send
+        metrics = self.metrics
+        message_in = metrics.message_in
+        message_out = metrics.message_out
+        request_done = metrics.request_done
+        perf_counter = time.perf_counter
+        methods = self._methods
+        tools_call = self._tools_call
+        async for message in ws:
+            start = perf_counter()
+            message_in(len(message))
+            if type(message) is not str:
+                await send(BINARY_FRAME_ERROR)
+                message_out(len(BINARY_FRAME_ERROR))
+                request_done("invalid", None, "error", perf_counter() - start)
+                continue
+            request = parse(message)
+            if type(request) is not Request:
+                if request is not None:
+                    assert isinstance(request, str)
+                    await send(request)
+                    message_out(len(request))
+                    request_done("invalid", None, "error", perf_counter() - start)
+                continue
+            method = request.method
+            if method == "tools/call":
+                frame = tools_call(session, request, start)
+                if frame is None:
+                    continue  # running as a task; it answers when done
+            elif request.is_notification:
+                # notifications/initialized, notifications/cancelled, ...:
+                # nothing to answer, and unknown ones must be ignored.
+                if method == "notifications/initialized":
+                    session.initialized = True
+                continue
+            else:
+                handler = methods.get(method)
+                if handler is None:
+                    frame = error_frame(request.id, METHOD_NOT_FOUND, f"method not found: {method}")
+                    method = "unknown"  # bounded label set for the metrics
+                    outcome = "error"
+                else:
+                    try:
+                        frame = result_frame(request.id, handler(session, request))
+                        outcome = "ok"
+                    except RpcError as exc:
+                        frame = error_frame(request.id, exc.code, exc.message, exc.data)
+                        outcome = "error"
+                request_done(method, None, outcome, perf_counter() - start)
+            await send(frame)
+            message_out(len(frame))
+
+    # --- tools/call -------------------------------------------------------------------
+
+    def _log(
+        self, session: Session, tool: str, provider: str | None, status: str, start: float
+    ) -> None:
+        elapsed = time.perf_counter() - start
+        self.calls_total += 1
+        self.requestlog.append((time.time(), session.id, tool, provider, status, elapsed * 1000.0))
+        self.metrics.request_done("tools/call", tool, _OUTCOME[status], elapsed)
+
+    def _tools_call(self, session: Session, request: Request, start: float) -> str | None:
+        """Answer inline (returns the frame) or start a task (returns None)."""
+        params = request.params
+        name = params.get("name")
+        tool = TOOLS.get(name) if type(name) is str else None
+        if tool is None:
+            self._log(session, "unknown", None, "invalid", start)
+            return error_frame(request.id, INVALID_PARAMS, f"unknown tool: {name!r}")
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        try:
+            tool.validate(arguments)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            self._log(session, tool.name, None, "invalid", start)
+            return error_frame(
+                request.id, INVALID_PARAMS, f"invalid arguments for {tool.name}: {exc.message}"
+            )
+        provider = tool.provider_of(arguments)
+        limiter = self.limiter
+        scope = "draining" if self.draining else limiter.reject_scope(session.inflight)
+        if scope is not None:
+            self._log(session, tool.name, provider, "busy", start)
+            return error_frame(request.id, BUSY, "server busy", {"scope": scope})
+        try:
+            output = tool.handler(self.ctx, arguments)
+        except Exception:
+            logger.exception("tool %s failed", tool.name)
+            self._log(session, tool.name, provider, "error", start)
+            return error_frame(request.id, INTERNAL_ERROR, "internal error")
+        if isinstance(output, dict):
+            status = "tool_error" if output["isError"] else "ok"
+            self._log(session, tool.name, provider, status, start)
+            return tool_result_frame(request.id, output)
+        session.inflight += 1
+        limiter.inflight += 1
+        self.metrics.set_inflight(limiter.inflight)
+        task = asyncio.get_running_loop().create_task(
+            self._finish(session, request.id, tool.name, provider, output, start)
+        )
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
+        return None
+
+    async def _finish(
+        self,
+        session: Session,
+        request_id: str | int | None,
+        tool: str,
+        provider: str | None,
+        output: Awaitable[dict[str, Any]],
+        start: float,
+    ) -> None:
+        status = "cancelled"
+        frame = None
+        try:
+            result = await output
+            status = "tool_error" if result["isError"] else "ok"
+            frame = tool_result_frame(request_id, result)
+        except Exception:
+            logger.exception("tool %s failed", tool)
+            status = "error"
+            frame = error_frame(request_id, INTERNAL_ERROR, "internal error")
+        finally:
+            session.inflight -= 1
+            self.limiter.inflight -= 1
+            self.metrics.set_inflight(self.limiter.inflight)
+            self._log(session, tool, provider, status, start)
+        with contextlib.suppress(ConnectionClosed):
+            await session.ws.send(frame)
+            self.metrics.message_out(len(frame))
+
+    # --- other methods ------------------------------------------------------------------
+
+    def _ping(self, session: Session, request: Request) -> dict[str, Any]:
+        return {}
+
+    def _initialize(self, session: Session, request: Request) -> dict[str, Any]:
+        requested = request.params.get("protocolVersion")
+        version = requested if requested in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0]
+        return {
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": False}},
+            "serverInfo": {"name": "toolserver", "version": self.version},
+            "instructions": "Tools: echo, status, chat, analyze, listmodels.",
+        }
+
+    def _tools_list(self, session: Session, request: Request) -> dict[str, Any]:
+        return _TOOLS_LIST_RESULT
+
+    def _admin_provider(self, session: Session, request: Request) -> dict[str, Any]:
+        params = request.params
+        try:
+            _validate_admin_provider(params)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise RpcError(INVALID_PARAMS, f"invalid params: {exc.message}") from None
+        provider = self.providers.get(params["provider"])
+        if provider is None:
+            raise RpcError(INVALID_PARAMS, f"unknown provider: {params['provider']!r}")
+        if not isinstance(provider, SimulatedProvider):
+            raise RpcError(INVALID_PARAMS, f"provider {provider.name} is not simulated")
+        provider.configure(
+            failure_rate=params.get("failure_rate"),
+            latency_ms=params.get("latency_ms"),
+            spread_ms=params.get("spread_ms"),
+            tokens=params.get("tokens"),
+        )
+        return provider.settings()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def all_tasks(self) -> list[asyncio.Task[None]]:
+        return [task for session in self.sessions for task in session.tasks]
+
+    async def drain(self, server: Server, timeout: float) -> None:
+        """Stop accepting, let in-flight calls finish (bounded), then close connections."""
+        self.draining = True
+        # Close the listening socket only; open connections keep running so
+        # in-flight answers can still be delivered.
+        server.close(close_connections=False)
+        pending = self.all_tasks()
+        if pending:
+            _, not_done = await asyncio.wait(pending, timeout=timeout)
+            if not_done:
+                logger.warning("drain timeout: cancelling %d in-flight calls", len(not_done))
+                for task in not_done:
+                    task.cancel()
+                await asyncio.gather(*not_done, return_exceptions=True)
+        # Every handler returns once its connection is closed (1001 going away).
+        closing = [
+            asyncio.create_task(session.ws.close(1001, "server shutting down"))
+            for session in list(self.sessions)
+        ]
+        if closing:
+            await asyncio.wait(closing, timeout=5.0)
+        await asyncio.wait_for(server.wait_closed(), timeout=5.0)
+
+
+async def run_server(
+    config: ServerConfig,
+    *,
+    ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> ServerState:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set), then drain and flush.
+
+    ``ready`` gets ``ws://host:port`` once the server accepts connections.
+    Returns the final state (tests read counters from it).
+    """
+    state = ServerState(config)
+    # Open the log before listening: a bad URL must fail at startup, not at
+    # the first call. Blocking is fine here, nothing is being served yet.
+    state.requestlog.start()
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    ticker = loop.create_task(state.metrics.run_ticker()) if state.metrics.enabled else None
+    limits = config.limits
+    try:
+        async with serve(
+            state.handler,
+            config.network.host,
+            config.network.port,
+            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=_select_subprotocol,
+            process_request=state.process_request,
+            compression=None,
+            max_size=limits.max_frame_bytes,
+            write_limit=WRITE_LIMIT,
+            server_header=f"toolserver/{__version__}",
+        ) as server:
+            host, port = server.sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            url = f"ws://{shown}:{port}"
+            if ready is not None:
+                ready(url)
+            await stop.wait()
+            logger.info("shutting down: draining in-flight calls")
+            await state.drain(server, limits.drain_timeout_s)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        for provider in state.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        # Joining the writer thread blocks until every queued row is written.
+        await asyncio.to_thread(state.requestlog.close)
+    return state
+
+
+def print_ready(url: str) -> None:
+    """The process contract: the first stdout line is ``listening on ws://HOST:PORT``."""
+    sys.stdout.write(f"listening on {url}\n")
+    sys.stdout.flush()
