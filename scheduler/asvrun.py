@@ -1,0 +1,400 @@
+"""Everything that knows about asv: the generated config, ``asv run``/``publish``, and the
+on-disk result format. Switching suites or asv versions should touch only this module.
+
+Why a generated config: the project's ``asv.conf.json`` describes how to build and measure
+the project; the scheduler only changes *where* things go. ``repo`` points at the watched
+repository (or our mirror of it), ``benchmark_dir`` at this checkout's benchmarks (the
+instrument never moves with the commit under test), ``results_dir`` into the state directory
+and ``html_dir`` to the served site. Each profile gets its own asv machine name
+(``<machine>-<profile>``) so a quick and a full result of one commit never overwrite each
+other and show as separate series in the site.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .results import Measurement, ResultFile, ResultsError, StepRegression
+
+
+class AsvError(Exception):
+    """asv could not be configured or run (not a benchmark failure of one commit)."""
+
+
+@dataclass
+class RunOutcome:
+    """What one ``asv run`` of one commit produced."""
+
+    status: str  # "done" | "failed" | "abandoned"
+    returncode: int | None
+    log: str
+    error: str = ""
+    result: ResultFile | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Proc:
+    proc: subprocess.Popen[str] | None = None
+    abandoned: bool = False
+    lines: list[str] = field(default_factory=list)
+
+
+# Log lines meaning the environment/tooling is broken (raise AsvError, re-queue the run)
+# rather than that the commit failed to build.
+INFRA_FAILURES = ("No environments selected", "command not found",
+                  "Unknown environment type", "No such file or directory: 'uv'")
+
+
+def _asv_executable() -> list[str]:
+    return [sys.executable, "-m", "asv"]
+
+
+class AsvProject:
+    """The asv project as the scheduler runs it (one per state directory)."""
+
+    def __init__(self, cfg: Config, repo_path: Path) -> None:
+        self.cfg = cfg
+        self.repo_path = repo_path
+        self.state_dir = cfg.state_dir
+        self.results_dir = cfg.state_dir / "results"
+        self.html_dir = cfg.site.html_dir
+        self.env_dir = cfg.asv.env_dir or (cfg.state_dir / "env")
+        self.config_path = cfg.state_dir / "asv.conf.json"
+        self.exe = list(cfg.asv.executable) or _asv_executable()
+        self._machines_done: set[str] = set()
+        self._current = _Proc()
+        self._lock = threading.Lock()
+
+    # ---- configuration -----------------------------------------------------------------
+
+    def machine_for(self, profile: str) -> str:
+        return f"{self.cfg.asv.machine}-{profile}"
+
+    def load_project_config(self) -> dict[str, Any]:
+        src = self.cfg.asv.config
+        if not src.is_file():
+            raise AsvError(f"asv configuration not found: {src} (set [asv] config)")
+        try:
+            import json5  # asv's own dependency; asv.conf.json may contain // comments
+
+            data = json5.loads(src.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AsvError(f"{src}: cannot parse asv configuration: {exc}") from None
+        if not isinstance(data, dict):
+            raise AsvError(f"{src}: asv configuration must be a JSON object")
+        return data
+
+    def write_config(self) -> Path:
+        """Write the generated ``asv.conf.json`` into the state directory."""
+        data = self.load_project_config()
+        src_dir = self.cfg.asv.config.parent
+        bdir = self.cfg.asv.benchmark_dir or (src_dir / data.get("benchmark_dir", "benchmarks"))
+        if not Path(bdir).is_dir():
+            raise AsvError(f"benchmark directory not found: {bdir}")
+        data.update({
+            "repo": str(self.repo_path),
+            "dvcs": "git",
+            "branches": list(self.cfg.repository.branches),
+            "benchmark_dir": str(Path(bdir).resolve()),
+            "results_dir": str(self.results_dir),
+            "html_dir": str(self.html_dir),
+            "env_dir": str(self.env_dir),
+        })
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.config_path)
+        return self.config_path
+
+    def _env(self, profile: str | None) -> dict[str, str]:
+        env = dict(os.environ)
+        # asv finds uv/virtualenv on PATH: make the tools installed next to this
+        # interpreter visible even when the venv is not activated
+        bindir = str(Path(sys.executable).parent)
+        if bindir not in env.get("PATH", "").split(os.pathsep):
+            env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        if profile:
+            env["BENCH_PROFILE"] = profile
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def ensure_machine(self, profile: str) -> None:
+        """``asv machine --yes`` once per machine name: asv refuses to ask without a tty."""
+        name = self.machine_for(profile)
+        if name in self._machines_done:
+            return
+        cmd = [*self.exe, "machine", "--yes", "--machine", name, "--config",
+               str(self.config_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
+                              cwd=self.state_dir, timeout=300, check=False)
+        if proc.returncode != 0:
+            raise AsvError(f"asv machine failed: {proc.stdout}{proc.stderr}")
+        self._machines_done.add(name)
+
+    # ---- running -----------------------------------------------------------------------
+
+    def run(self, commit: str, profile: str, *,
+            progress: Callable[[str], None] | None = None) -> RunOutcome:
+        """Build and benchmark one commit with one profile; never raises for a commit that
+        fails to build or whose benchmarks error (that is a ``failed`` outcome with its log).
+        """
+        self.write_config()
+        self.ensure_machine(profile)
+        machine = self.machine_for(profile)
+        for stale in self._result_files(commit, machine):
+            stale.unlink()  # an old result must not pass for this run's
+        cmd = [*self.exe, "run", "--config", str(self.config_path), "--machine", machine,
+               "--record-samples", "--show-stderr", *self.cfg.asv.extra_args,
+               f"{commit}^!"]
+        started = time.monotonic()
+        holder = _Proc()
+        with self._lock:
+            self._current = holder
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, env=self._env(profile), cwd=self.state_dir,
+                                    start_new_session=True, bufsize=1, errors="replace")
+        except OSError as exc:
+            raise AsvError(f"cannot start asv ({cmd[0]}): {exc}") from None
+        holder.proc = proc
+        if holder.abandoned:  # abandon() raced with the start
+            _kill_group(proc)
+        timer = threading.Timer(self.cfg.asv.run_timeout_s, self._timeout, args=(holder,))
+        timer.daemon = True
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                holder.lines.append(line)
+                if progress and line.strip():
+                    progress(line.rstrip())
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._current = _Proc()
+        log = "".join(holder.lines)
+        seconds = time.monotonic() - started
+        if holder.abandoned:
+            return RunOutcome("abandoned", rc, log, "run abandoned (shutdown)", seconds=seconds)
+        if rc is not None and rc < 0:
+            return RunOutcome("failed", rc, log, f"asv killed by signal {-rc}", seconds=seconds)
+        files = self._result_files(commit, machine)
+        infra = [m for m in INFRA_FAILURES if m in log]
+        if not files and infra:
+            # not this commit's fault: the measuring set-up itself is broken
+            raise AsvError(f"asv could not create its environment ({infra[0]}):\n"
+                           + "".join(holder.lines[-20:]))
+        if not files:
+            return RunOutcome("failed", rc, log, _summarize_failure(log, rc), seconds=seconds)
+        try:
+            result = self.read_result(files[0])
+        except ResultsError as exc:
+            return RunOutcome("failed", rc, log, str(exc), seconds=seconds)
+        measured = [m for m in result.measurements if m.ok]
+        if not measured:
+            return RunOutcome("failed", rc, log, _summarize_failure(log, rc), result,
+                              seconds=seconds)
+        errored = [m.id for m in result.measurements if m.value is None]
+        error = ("benchmarks failed: " + ", ".join(errored)) if errored else ""
+        return RunOutcome("done", rc, log, error, result, seconds=seconds)
+
+    def _timeout(self, holder: _Proc) -> None:
+        if holder.proc is not None and holder.proc.poll() is None:
+            holder.lines.append(f"\n[scheduler] asv run exceeded {self.cfg.asv.run_timeout_s}s;"
+                                " killed\n")
+            _kill_group(holder.proc)
+
+    def abandon(self) -> bool:
+        """Stop the current ``asv run`` (SIGTERM to its process group, then SIGKILL).
+        Returns True when a run was in progress."""
+        with self._lock:
+            holder = self._current
+            holder.abandoned = True
+        if holder.proc is not None and holder.proc.poll() is None:
+            _kill_group(holder.proc)
+            return True
+        return holder.proc is not None
+
+    def publish(self) -> str:
+        """Regenerate the static site (and regressions.json) from all stored results."""
+        self.write_config()
+        if not (self.results_dir / "benchmarks.json").is_file():
+            return ""  # nothing measured yet
+        cmd = [*self.exe, "publish", "--config", str(self.config_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
+                              cwd=self.state_dir, timeout=1800, check=False)
+        if proc.returncode != 0:
+            raise AsvError(f"asv publish failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+        return proc.stdout
+
+    # ---- results on disk ---------------------------------------------------------------
+
+    def _result_files(self, commit: str, machine: str) -> list[Path]:
+        mdir = self.results_dir / machine
+        if not mdir.is_dir():
+            return []
+        return sorted(mdir.glob(f"{commit[:8]}-*.json"))
+
+    def benchmarks_meta(self) -> dict[str, Any]:
+        path = self.results_dir / "benchmarks.json"
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ResultsError(f"corrupt asv benchmark list {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ResultsError(f"corrupt asv benchmark list {path}: not a JSON object")
+        return data
+
+    def read_result(self, path: Path) -> ResultFile:
+        return parse_result_file(path, self.benchmarks_meta())
+
+    def result_for(self, commit: str, profile: str) -> ResultFile | None:
+        """Stored result of a commit for a profile, or None. Corrupt files raise
+        ResultsError naming the file."""
+        files = [f for f in self._result_files(commit, self.machine_for(profile))]
+        for f in files:
+            res = self.read_result(f)
+            if res.commit == commit:
+                return res
+        return None
+
+    def step_regressions(self) -> list[StepRegression]:
+        """asv's own step detection, from the last ``asv publish``'s regressions.json."""
+        reg_path = self.html_dir / "regressions.json"
+        idx_path = self.html_dir / "index.json"
+        if not reg_path.is_file() or not idx_path.is_file():
+            return []
+        try:
+            regs = json.loads(reg_path.read_text(encoding="utf-8"))["regressions"]
+            index = json.loads(idx_path.read_text(encoding="utf-8"))
+            rev_to_hash: dict[str, str] = index["revision_to_hash"]
+            benches: dict[str, Any] = index["benchmarks"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ResultsError(f"cannot read asv regressions in {self.html_dir}: {exc}") from None
+        out = []
+        for entry in regs:
+            try:
+                name, graph_path, _gparams, idx, _last, _best, jumps = entry
+            except (TypeError, ValueError):
+                continue
+            machine = ""
+            for part in str(graph_path).split("/"):
+                if part.startswith("machine-"):
+                    machine = part[len("machine-"):]
+            meta = benches.get(name, {})
+            params = _param_combos(meta.get("param_names", []), meta.get("params", []))
+            combo = params[idx] if (idx is not None and idx < len(params)) else ()
+            for jump in jumps or []:
+                rev_a, rev_b, before, after = jump
+                out.append(StepRegression(
+                    benchmark=name, params=combo, machine=machine,
+                    good=rev_to_hash.get(str(rev_a), "") if rev_a is not None else "",
+                    bad=rev_to_hash.get(str(rev_b), ""), before=float(before),
+                    after=float(after)))
+        return out
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _summarize_failure(log: str, rc: int | None) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        low = ln.lower()
+        if "failed to build" in low or "error" in low or "traceback" in low:
+            return f"asv exit {rc}: {ln.lstrip('· ')[:300]}"
+    return f"asv exit {rc}: no results were produced"
+
+
+def _param_combos(names: list[str], params: list[list[str]]) -> list[tuple[tuple[str, str], ...]]:
+    if not params:
+        return [()]
+    names = list(names) + [f"param{i + 1}" for i in range(len(names), len(params))]
+    return [tuple(zip(names, combo, strict=False)) for combo in itertools.product(*params)]
+
+
+def parse_result_file(path: Path, meta: dict[str, Any]) -> ResultFile:
+    """Parse an asv v2 result file (``results/<machine>/<hash8>-<env>.json``).
+
+    Raises ResultsError with the path and what is wrong, never KeyError/ValueError: a
+    corrupt or truncated file must be a clear message, not a crashed job.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"cannot read asv result file {path}: {exc}") from None
+    except ValueError as exc:
+        raise ResultsError(f"corrupt asv result file {path}: invalid JSON: {exc}") from None
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        if data.get("version", 2) != 2:
+            raise ValueError(f"unsupported result format version {data.get('version')!r}")
+        commit = str(data["commit_hash"])
+        columns: list[str] = list(data["result_columns"])
+        machine = str(data.get("params", {}).get("machine", path.parent.name))
+        measurements: list[Measurement] = []
+        for name, row in data["results"].items():
+            rec = dict(zip(columns, row, strict=False))
+            bmeta = meta.get(name, {}) if isinstance(meta, dict) else {}
+            combos = _param_combos(bmeta.get("param_names", []), rec.get("params") or [])
+            values = rec.get("result")
+            if values is None:
+                values = [None] * len(combos)
+            if not isinstance(values, list):
+                raise TypeError(f"{name}: 'result' is not a list")
+            samples = rec.get("samples") or [None] * len(values)
+            ci_a = rec.get("stats_ci_99_a") or [None] * len(values)
+            ci_b = rec.get("stats_ci_99_b") or [None] * len(values)
+            for i, value in enumerate(values):
+                if value is not None and not isinstance(value, int | float):
+                    raise TypeError(f"{name}: result {value!r} is not a number")
+                s = samples[i] if i < len(samples) else None
+                measurements.append(Measurement(
+                    benchmark=name,
+                    params=combos[i] if i < len(combos) else (),
+                    value=None if value is None else float(value),
+                    samples=tuple(float(x) for x in s if x is not None and math.isfinite(x))
+                    if isinstance(s, list) else (),
+                    ci=(_f(ci_a[i] if i < len(ci_a) else None),
+                        _f(ci_b[i] if i < len(ci_b) else None)),
+                    unit=str(bmeta.get("unit", "")),
+                    version=str(rec.get("version", "")),
+                ))
+        return ResultFile(path=path, commit=commit, machine=machine,
+                          date=int(data.get("date") or 0), measurements=tuple(measurements))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ResultsError(f"corrupt asv result file {path}: {type(exc).__name__}: {exc}") \
+            from None
+
+
+def _f(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) else None

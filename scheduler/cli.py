@@ -1,0 +1,219 @@
+"""Command line: ``python -m scheduler {run,once,status,bless,backfill,config}``.
+
+Why one entry point with subcommands: every command loads the same configuration and
+state, so a setting means the same thing everywhere. Errors a human can fix (bad TOML,
+unknown key, another daemon on the state directory, corrupt result file) are printed as one
+line, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .asvrun import AsvError
+from .baselines import BaselinesError, bless
+from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
+from .gitrepo import GitError
+from .lock import LockBusyError, StateLock
+from .results import ResultsError, format_value
+
+EPILOG = f"""\
+configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
+defaults (watch ".", branch main, console alerts, state in ./.scheduler, site on
+http://127.0.0.1:8090/). See scheduler.example.toml for every key and its default.
+Secrets come from the environment: SLACK_BOT_TOKEN, SLACK_WEBHOOK_URL, SLACK_CHANNEL.
+
+examples:
+  python -m scheduler once                   measure what is new now, publish, exit
+  python -m scheduler run                    the daemon (prints the history page URL)
+  python -m scheduler status                 queue, last results, open regressions
+  python -m scheduler backfill HEAD~20..HEAD queue older commits
+  python -m scheduler bless HEAD             write its results to baselines/blessed.toml
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m scheduler",
+        description="Benchmark-regression scheduler: watches a git repository, runs the asv "
+                    "suite on new commits (newest first, bisecting regressions), publishes "
+                    "the asv site, judges results against limits, blessed baselines and "
+                    "recent history, and alerts (console, Slack webhook or Slack bot).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", metavar="PATH", help="configuration file (TOML)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="run the daemon (poll, measure, nightly, serve html/)",
+                       description="Run the daemon until SIGTERM/SIGINT. Prints the history "
+                                   "page URL first. One daemon per state directory.")
+    r.add_argument("--port", type=int, help="override [site] port (0 = any free port)")
+
+    o = sub.add_parser("once", help="process what is new now, publish, exit",
+                       description="Poll once, measure everything queued (including "
+                                   "bisection), publish the site, deliver alerts, exit.")
+    o.add_argument("--max-runs", type=int, default=None,
+                   help="stop after this many measurements")
+
+    s = sub.add_parser("status", help="queue, last results, open regressions")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    b = sub.add_parser("bless", help="bless a commit's stored results as the baseline",
+                       description="Write the stored results of COMMIT (one profile) into "
+                                   "baselines/blessed.toml for review in a pull request.")
+    b.add_argument("commit", help="commit-ish (hash, tag, HEAD~3)")
+    b.add_argument("--profile", help="profile whose results to bless (default: premerge)")
+
+    f = sub.add_parser("backfill", help="queue the commits of a git range",
+                       description="Queue the first-parent commits of RANGE (e.g. "
+                                   "v1.0..main, HEAD~10..HEAD, abc123^!) with the premerge "
+                                   "profile at backfill priority.")
+    f.add_argument("range", nargs="+", help="git revision range")
+    f.add_argument("--now", action="store_true",
+                   help="measure them now (like `once`) instead of leaving them to the daemon")
+
+    sub.add_parser("config", help="print the effective configuration (secrets hidden)")
+    return p
+
+
+def _service(cfg: Config, quiet: bool) -> Any:
+    from .service import Service
+
+    return Service(cfg, verbose=not quiet)
+
+
+def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .daemon import run_daemon
+
+    if args.port is not None:
+        cfg = replace(cfg, site=replace(cfg.site, port=args.port))
+    return run_daemon(cfg, verbose=not args.quiet)
+
+
+def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int:
+    from .service import say
+
+    with StateLock(cfg.state_dir):
+        svc = _service(cfg, args.quiet)
+        try:
+            for r in svc.state.recover():
+                say(f"re-queued {r.short} ({r.profile}): it was running when stopped")
+            if poll:
+                svc.poll()
+            n = svc.drain(max_runs=getattr(args, "max_runs", None))
+            svc.publish()
+            svc.flush()
+            st = svc.stats
+            index = cfg.site.html_dir / "index.html"
+            print(f"measured {st.measured}, failed {st.failed}, new alerts {st.alerts}; "
+                  f"{n} run(s) processed")
+            if index.is_file():
+                print(f"history page: {index.as_uri()} (or `python -m scheduler run` to serve"
+                      f" it at {cfg.site.base_url()})")
+        finally:
+            svc.close()
+    return 0
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    svc = _service(cfg, True)
+    try:
+        st = svc.status()
+    finally:
+        svc.close()
+    if args.json:
+        print(json.dumps(st, indent=2, default=str))
+        return 0
+    print(f"state: {st['state_dir']}   site: {st['site']}")
+    print(f"running: {len(st['running'])}")
+    for r in st["running"]:
+        print(f"  {r['commit_hash'][:8]} {r['branch']} {r['profile']} ({r['kind']})")
+    print(f"queued: {len(st['queued'])}")
+    for r in st["queued"][:20]:
+        print(f"  {r['commit_hash'][:8]} {r['branch']} {r['profile']} ({r['kind']}, "
+              f"priority {r['priority']})")
+    print("recent results:")
+    for r in st["recent"]:
+        err = f"  {r['error'][:100]}" if r["error"] else ""
+        print(f"  {r['commit_hash'][:8]} {r['profile']:8} {r['status']:6}{err}")
+    print(f"open regressions: {len(st['open_regressions'])}")
+    for a in st["open_regressions"]:
+        unit = a["detail"].get("unit", "")
+        print(f"  [{a['kind']}] {a['benchmark']} on {a['series']}: "
+              f"{format_value(a['before'], unit)} -> {format_value(a['after'], unit)} "
+              f"since {a['bad_commit'][:8]}")
+    print(f"alerts waiting for delivery: {len(st['outbox_pending'])}, "
+          f"undeliverable: {len(st['outbox_dead'])}")
+    for i in st["outbox_dead"]:
+        print(f"  {i['key']}: {i['last_error'][:120]}")
+    return 0
+
+
+def cmd_bless(cfg: Config, args: argparse.Namespace) -> int:
+    svc = _service(cfg, True)
+    try:
+        profile = args.profile or cfg.profiles.premerge
+        svc.repo.fetch()
+        commit = svc.repo.resolve(args.commit)
+        result = svc.asv.result_for(commit, profile)
+        if result is None:
+            print(f"error: no stored {profile} results for {commit[:8]} "
+                  f"(measure it first: backfill {commit[:8]}^! --now)", file=sys.stderr)
+            return 2
+        new = bless(cfg.baselines_dir, result, profile, cfg.asv.machine)
+    finally:
+        svc.close()
+    print(f"blessed {len(new)} value(s) from {commit[:8]} ({cfg.asv.machine}, {profile}) "
+          f"into {cfg.baselines_dir / 'blessed.toml'}")
+    for b in new:
+        print(f"  {b.benchmark} = {format_value(b.value, b.unit)}")
+    return 0
+
+
+def cmd_backfill(cfg: Config, args: argparse.Namespace) -> int:
+    svc = _service(cfg, args.quiet)
+    try:
+        n = svc.enqueue_range(" ".join(args.range))
+    finally:
+        svc.close()
+    print(f"queued {n} commit(s)")
+    if args.now:
+        return cmd_once(cfg, args, poll=False)
+    return 0
+
+
+def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
+    d = asdict(cfg)
+    d["slack"]["token"] = "<set>" if cfg.slack.token else ""
+    d["slack"]["webhook_url"] = "<set>" if cfg.slack.webhook_url else ""
+    print(json.dumps(d, indent=2, default=str))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "once": cmd_once, "status": cmd_status, "bless": cmd_bless,
+            "backfill": cmd_backfill, "config": cmd_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # slack_sdk logs request details at DEBUG only; keep it and urllib quiet regardless
+    logging.getLogger("slack_sdk").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        cfg = load_config(Path(args.config) if args.config else None)
+        return COMMANDS[args.command](cfg, args)
+    except (ConfigError, LockBusyError, AsvError, ResultsError, BaselinesError,
+            GitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

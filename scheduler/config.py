@@ -1,0 +1,382 @@
+"""Configuration: one TOML file with documented defaults (see scheduler.example.toml).
+
+Why a typed dataclass tree rather than passing dicts around: every key is validated once,
+at start-up, with a message that names the file and the key, so a typo never surfaces as a
+KeyError in a job thread at 3 a.m. Secrets (Slack token, webhook URL) are excluded from
+``repr`` so that logging a config object cannot leak them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+DEFAULT_CONFIG_NAME = "scheduler.toml"
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """What is watched: a local path or a git URL, and which branches."""
+
+    url: str = "."
+    branches: tuple[str, ...] = ("main",)
+    # On the very first poll only this many newest commits per branch are queued; the
+    # rest of the history is left to `backfill` (so `once` on a fresh state is quick).
+    initial_commits: int = 1
+    # Upper bound of commits queued per branch by a single poll (newest first).
+    max_queue_per_poll: int = 50
+
+
+@dataclass(frozen=True)
+class AsvConfig:
+    """Where the asv project lives in *this* checkout (the instrument never moves)."""
+
+    config: Path = Path("asv.conf.json")
+    benchmark_dir: Path | None = None  # default: the project's benchmark_dir, made absolute
+    env_dir: Path | None = None  # default: <state>/env
+    executable: tuple[str, ...] = ()  # default: the asv next to this interpreter
+    machine: str = "default"
+    extra_args: tuple[str, ...] = ()
+    run_timeout_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When things run. All cron expressions are evaluated in UTC."""
+
+    poll_interval_s: float = 60.0
+    work_interval_s: float = 10.0
+    nightly: str = "0 2 * * *"
+    weekly_soak: str = ""  # empty disables the soak
+    misfire_grace_time_s: int = 3600
+
+
+@dataclass(frozen=True)
+class ProfilesConfig:
+    """BENCH_PROFILE per kind of job (see docs/ARCHITECTURE.md §5)."""
+
+    premerge: str = "quick"
+    nightly: str = "full"
+    soak: str = "full"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """The published asv site and the HTTP server that serves it."""
+
+    html_dir: Path = Path("html")
+    host: str = "127.0.0.1"
+    port: int = 8090
+    public_url: str = ""  # default: http://HOST:PORT/
+
+    def base_url(self, port: int | None = None) -> str:
+        """URL people use to reach the site (the configured public URL wins)."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{port if port is not None else self.port}/"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """How results are judged; thresholds are relative (0.05 = 5 % slower)."""
+
+    default_threshold: float = 0.05
+    thresholds: tuple[tuple[str, float], ...] = ()  # (regex, threshold), first match wins
+    alpha: float = 0.01  # Mann-Whitney U p-value below which a change is significant
+    min_samples: int = 5  # fewer samples on either side: ratio only, marked "not tested"
+    use_asv_steps: bool = True
+    plot_history: int = 30  # commits shown in the alert plot
+
+    def threshold_for(self, benchmark: str) -> tuple[float, str]:
+        """Threshold for a benchmark name and where it came from (for the alert text)."""
+        for pattern, value in self.thresholds:
+            if re.search(pattern, benchmark):
+                return value, f"threshold /{pattern}/"
+        return self.default_threshold, "default threshold"
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """Slack delivery. backend: console (default), webhook or bot."""
+
+    backend: str = "console"
+    channel: str = ""
+    token: str = field(default="", repr=False)
+    webhook_url: str = field(default="", repr=False)
+    base_url: str = "https://slack.com/api/"
+    timeout_s: int = 30
+    max_attempts: int = 8  # outbox attempts before a message is parked as "dead"
+    upload_plots: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; paths are absolute after loading."""
+
+    path: Path | None
+    root: Path  # directory relative paths are resolved against
+    repository: RepositoryConfig
+    asv: AsvConfig
+    schedule: ScheduleConfig
+    profiles: ProfilesConfig
+    site: SiteConfig
+    judge: JudgeConfig
+    slack: SlackConfig
+    state_dir: Path
+    baselines_dir: Path
+
+    def repo_is_local(self) -> bool:
+        """A watched repository given as a path (not a URL) is used in place."""
+        return not _looks_like_url(self.repository.url)
+
+    def repo_path(self) -> Path:
+        return (self.root / self.repository.url).resolve()
+
+
+def _looks_like_url(value: str) -> bool:
+    return bool(re.match(r"^[a-z][a-z0-9+.-]*://", value)) or bool(
+        re.match(r"^[\w.-]+@[\w.-]+:", value)
+    )
+
+
+_SECTIONS: dict[str, set[str]] = {
+    "repository": {"url", "branches", "initial_commits", "max_queue_per_poll"},
+    "asv": {"config", "benchmark_dir", "env_dir", "executable", "machine", "extra_args",
+            "run_timeout_s"},
+    "schedule": {"poll_interval_s", "work_interval_s", "nightly", "weekly_soak",
+                 "misfire_grace_time_s"},
+    "profiles": {"premerge", "nightly", "soak"},
+    "site": {"html_dir", "host", "port", "public_url"},
+    "judge": {"default_threshold", "thresholds", "alpha", "min_samples", "use_asv_steps",
+              "plot_history"},
+    "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
+              "max_attempts", "upload_plots"},
+    "state": {"dir"},
+    "baselines": {"dir"},
+}
+
+
+class _Reader:
+    """Typed access to one TOML table with errors that name file and key."""
+
+    def __init__(self, source: str, section: str, table: dict[str, Any]) -> None:
+        self.source, self.section, self.table = source, section, table
+        unknown = set(table) - _SECTIONS[section]
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(_SECTIONS[section]))})"
+            )
+
+    def _err(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: [{self.section}] {key}: {msg}")
+
+    def get_str(self, key: str, default: str) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str):
+            raise self._err(key, f"expected a string, got {type(value).__name__}")
+        return value
+
+    def get_num(self, key: str, default: float, *, minimum: float | None = None) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._err(key, f"expected a number, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self._err(key, f"must be >= {minimum}, got {value!r}")
+        return float(value)
+
+    def get_int(self, key: str, default: int, *, minimum: int | None = None) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._err(key, f"expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self._err(key, f"must be >= {minimum}, got {value!r}")
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise self._err(key, f"expected true or false, got {value!r}")
+        return value
+
+    def get_strlist(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.table.get(key, list(default))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._err(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def get_cron(self, key: str, default: str, *, allow_empty: bool = False) -> str:
+        value = self.get_str(key, default).strip()
+        if not value and allow_empty:
+            return ""
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise self._err(key, f"invalid cron expression {value!r}: {exc}") from None
+        return value
+
+
+def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = None) -> Config:
+    """Load and validate a configuration file.
+
+    ``path=None`` uses ``scheduler.toml`` in the current directory when it exists, and the
+    built-in defaults (watch ".", console alerts) otherwise, so ``python -m scheduler once``
+    works from a fresh checkout. Environment variables override secrets:
+    ``SLACK_BOT_TOKEN``, ``SLACK_WEBHOOK_URL``, ``SLACK_CHANNEL``.
+    """
+    env = dict(os.environ) if env is None else env
+    data: dict[str, Any] = {}
+    cfg_path: Path | None = None
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = DEFAULT_CONFIG_NAME
+    if path is not None:
+        cfg_path = Path(path).resolve()
+        try:
+            with open(cfg_path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {cfg_path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+    source = str(cfg_path) if cfg_path else "<defaults>"
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section(s): {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(_SECTIONS))})"
+        )
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+    root = cfg_path.parent if cfg_path else Path.cwd().resolve()
+
+    def sect(name: str) -> _Reader:
+        return _Reader(source, name, data.get(name, {}))
+
+    def path_of(value: str) -> Path:
+        return (root / Path(value).expanduser()).resolve()
+
+    r = sect("repository")
+    branches = r.get_strlist("branches", ("main",))
+    if not branches:
+        raise ConfigError(f"{source}: [repository] branches: at least one branch is needed")
+    repository = RepositoryConfig(
+        url=r.get_str("url", "."),
+        branches=branches,
+        initial_commits=r.get_int("initial_commits", 1, minimum=1),
+        max_queue_per_poll=r.get_int("max_queue_per_poll", 50, minimum=1),
+    )
+
+    a = sect("asv")
+    bdir = a.get_str("benchmark_dir", "")
+    edir = a.get_str("env_dir", "")
+    machine = a.get_str("machine", "default")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", machine):
+        raise ConfigError(f"{source}: [asv] machine: use letters, digits, '.', '_', '-' only")
+    asv = AsvConfig(
+        config=path_of(a.get_str("config", "asv.conf.json")),
+        benchmark_dir=path_of(bdir) if bdir else None,
+        env_dir=path_of(edir) if edir else None,
+        executable=a.get_strlist("executable", ()),
+        machine=machine,
+        extra_args=a.get_strlist("extra_args", ()),
+        run_timeout_s=a.get_num("run_timeout_s", 4 * 3600.0, minimum=1),
+    )
+
+    s = sect("schedule")
+    schedule = ScheduleConfig(
+        poll_interval_s=s.get_num("poll_interval_s", 60.0, minimum=1),
+        work_interval_s=s.get_num("work_interval_s", 10.0, minimum=0.5),
+        nightly=s.get_cron("nightly", "0 2 * * *"),
+        weekly_soak=s.get_cron("weekly_soak", "", allow_empty=True),
+        misfire_grace_time_s=s.get_int("misfire_grace_time_s", 3600, minimum=1),
+    )
+
+    p = sect("profiles")
+    profiles = ProfilesConfig(
+        premerge=p.get_str("premerge", "quick"),
+        nightly=p.get_str("nightly", "full"),
+        soak=p.get_str("soak", "full"),
+    )
+    for key in ("premerge", "nightly", "soak"):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", getattr(profiles, key)):
+            raise ConfigError(f"{source}: [profiles] {key}: not a profile name")
+
+    w = sect("site")
+    site = SiteConfig(
+        html_dir=path_of(w.get_str("html_dir", "html")),
+        host=w.get_str("host", "127.0.0.1"),
+        port=w.get_int("port", 8090, minimum=0),
+        public_url=w.get_str("public_url", ""),
+    )
+
+    j = sect("judge")
+    raw_thr = j.table.get("thresholds", {})
+    if not isinstance(raw_thr, dict):
+        raise ConfigError(f"{source}: [judge] thresholds: expected a table of regex = fraction")
+    thresholds: list[tuple[str, float]] = []
+    for pattern, value in raw_thr.items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(
+                f"{source}: [judge.thresholds] bad regex {pattern!r}: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(
+                f"{source}: [judge.thresholds] {pattern!r}: expected a positive fraction, "
+                f"got {value!r}"
+            )
+        thresholds.append((pattern, float(value)))
+    judge = JudgeConfig(
+        default_threshold=j.get_num("default_threshold", 0.05, minimum=0),
+        thresholds=tuple(thresholds),
+        alpha=j.get_num("alpha", 0.01, minimum=0),
+        min_samples=j.get_int("min_samples", 5, minimum=1),
+        use_asv_steps=j.get_bool("use_asv_steps", True),
+        plot_history=j.get_int("plot_history", 30, minimum=2),
+    )
+
+    k = sect("slack")
+    backend = k.get_str("backend", "console")
+    if backend not in ("console", "webhook", "bot"):
+        raise ConfigError(f"{source}: [slack] backend: expected console, webhook or bot, "
+                          f"got {backend!r}")
+    slack = SlackConfig(
+        backend=backend,
+        channel=env.get("SLACK_CHANNEL") or k.get_str("channel", ""),
+        token=env.get("SLACK_BOT_TOKEN") or k.get_str("token", ""),
+        webhook_url=env.get("SLACK_WEBHOOK_URL") or k.get_str("webhook_url", ""),
+        base_url=k.get_str("base_url", "https://slack.com/api/"),
+        timeout_s=k.get_int("timeout_s", 30, minimum=1),
+        max_attempts=k.get_int("max_attempts", 8, minimum=1),
+        upload_plots=k.get_bool("upload_plots", True),
+    )
+    if slack.backend == "bot" and not (slack.token and slack.channel):
+        raise ConfigError(f"{source}: [slack] backend = \"bot\" needs a token (or env "
+                          "SLACK_BOT_TOKEN) and a channel (or env SLACK_CHANNEL)")
+    if slack.backend == "webhook" and not slack.webhook_url:
+        raise ConfigError(f"{source}: [slack] backend = \"webhook\" needs webhook_url "
+                          "(or env SLACK_WEBHOOK_URL)")
+
+    state_dir = path_of(sect("state").get_str("dir", ".scheduler"))
+    baselines_dir = path_of(sect("baselines").get_str("dir", "baselines"))
+    return Config(
+        path=cfg_path, root=root, repository=repository, asv=asv, schedule=schedule,
+        profiles=profiles, site=site, judge=judge, slack=slack, state_dir=state_dir,
+        baselines_dir=baselines_dir,
+    )

@@ -1,0 +1,65 @@
+"""APScheduler job functions, importable by name (``scheduler.jobs:poll_job`` ...).
+
+Why module-level functions taking a string key: the SQLAlchemy job store pickles a job's
+function *reference* and arguments, so they must be importable and plain. The key names
+the running daemon's Service (registered by ``daemon.run_daemon``); the heavy object is
+never pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .service import Service
+
+log = logging.getLogger("scheduler.jobs")
+
+_services: dict[str, Service] = {}
+
+
+def register(key: str, service: Service) -> None:
+    _services[key] = service
+
+
+def unregister(key: str) -> None:
+    _services.pop(key, None)
+
+
+def _service(key: str) -> Service:
+    try:
+        return _services[key]
+    except KeyError:
+        raise RuntimeError(f"no scheduler service registered as {key!r} in this process") \
+            from None
+
+
+def poll_job(key: str) -> None:
+    """Fetch the watched repository and queue new commits."""
+    svc = _service(key)
+    if not svc.stop.is_set():
+        svc.poll()
+
+
+def work_job(key: str) -> None:
+    """Measure queued commits one at a time (max_instances=1 keeps it single)."""
+    svc = _service(key)
+    svc.drain()
+
+
+def nightly_job(key: str) -> None:
+    """Queue the nightly profile on every branch head."""
+    _service(key).enqueue_heads("nightly")
+
+
+def soak_job(key: str) -> None:
+    """Queue the weekly soak on every branch head."""
+    svc = _service(key)
+    if svc.cfg.schedule.weekly_soak:
+        svc.enqueue_heads("soak")
+
+
+def outbox_job(key: str) -> None:
+    """Retry undelivered alerts (their backoff decides which are due)."""
+    svc = _service(key)
+    if not svc.stop.is_set():
+        svc.flush()

@@ -1,0 +1,120 @@
+"""Alert texts and Slack Block Kit layouts (regression, recovery, failure, nightly summary).
+
+Why built once, at queue time: the outbox stores the finished message, so a retry after a
+restart sends exactly what would have been sent, and the console backend prints the same
+content. Slack limits (50 blocks, 3000 characters per section) are respected here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .gitrepo import Commit
+from .judge import Finding
+from .results import format_value
+
+SECTION_MAX = 2900
+
+
+def _cut(text: str, n: int = SECTION_MAX) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
+
+
+def _commit_text(c: Commit | None, fallback: str) -> str:
+    if c is None:
+        return f"`{fallback[:8]}`" if fallback else "—"
+    return f"`{c.short}` {c.subject[:80]} — {c.author}"
+
+
+def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str,
+               plot: str | None, plot_url: str | None) -> dict[str, Any]:
+    """A regression / limit / baseline alert."""
+    title = {"history": "Performance regression", "baseline": "Slower than blessed baseline",
+             "limit": "Limit breached"}[f.kind]
+    before = format_value(f.before, f.unit)
+    after = format_value(f.after, f.unit)
+    pct = ""
+    if f.before:
+        pct = f" ({(f.after / f.before - 1) * 100:+.1f}%)"
+    sig = f.comparison.significance_text() if f.comparison else "absolute limit"
+    if f.asv_step:
+        sig += "; asv step detection agrees"
+    rng = (f"{good.short if good else f.good[:8]}..{bad.short if bad else f.bad[:8]}"
+           if f.good else (bad.short if bad else f.bad[:8]))
+    text = (f"{title}: {f.bench} [{f.machine}] {before} → {after}{pct} at "
+            f"{bad.short if bad else f.bad[:8]}")
+    details = [
+        f"benchmark: {f.bench}  (machine {f.machine}, profile {f.profile})",
+        f"before → after: {before} → {after}{pct}",
+        f"significance: {sig}",
+        f"commits: {rng}" + (f"  first bad: {bad.short} by {bad.author}" if bad else ""),
+        f"crossed: {f.crossed}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}},
+        _section(f"*<{link}|{f.bench}>*  on `{f.machine}`\n"
+                 f"*{before} → {after}*{pct}\n{sig}"),
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*First bad*\n{_commit_text(bad, f.bad)}"},
+            {"type": "mrkdwn", "text": f"*Last good*\n{_commit_text(good, f.good)}"
+             if f.good else "*Last good*\n—"},
+            {"type": "mrkdwn", "text": f"*Range*\n`{rng}`"},
+            {"type": "mrkdwn", "text": f"*Crossed*\n{_cut(f.crossed, 1900)}"},
+        ]},
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"<{link}|Open the graph with the commits highlighted>"}]},
+    ]
+    return {"kind": "regression", "text": text, "details": details, "blocks": blocks,
+            "link": link, "plot": plot, "plot_url": plot_url,
+            "plot_title": f"{f.bench} history"}
+
+
+def recovery(bench: str, machine: str, kind: str, value: float, unit: str,
+             before: float | None, commit: Commit | None, commit_hash: str,
+             link: str) -> dict[str, Any]:
+    what = {"limit": "back under its limit", "baseline": "back within its blessed baseline",
+            "history": "recovered"}.get(kind, "recovered")
+    ref = f" (reference {format_value(before, unit)})" if before is not None else ""
+    text = (f"Recovered: {bench} [{machine}] is {what} at "
+            f"{commit.short if commit else commit_hash[:8]}: {format_value(value, unit)}{ref}")
+    return {"kind": "recovery", "text": text, "details": [], "link": link,
+            "blocks": [_section(f":white_check_mark: *<{link}|{bench}>* on `{machine}` is "
+                                f"{what}: {format_value(value, unit)}{ref} at "
+                                f"{_commit_text(commit, commit_hash)}")]}
+
+
+def failure(commit: Commit | None, commit_hash: str, profile: str, error: str, log_tail: str,
+            *, partial: bool) -> dict[str, Any]:
+    what = "Some benchmarks errored" if partial else "Build or benchmark run failed"
+    text = f"{what} for {commit.short if commit else commit_hash[:8]} ({profile}): {error}"
+    tail = log_tail[-1800:]
+    return {"kind": "failure", "text": text, "details": tail.splitlines()[-15:],
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": what}},
+                _section(f"{_commit_text(commit, commit_hash)}\nprofile `{profile}`: "
+                         f"{_cut(error, 800)}"),
+                _section(f"```{tail}```" if tail.strip() else "(no log)"),
+            ]}
+
+
+def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
+            open_alerts: list[dict[str, Any]], site_url: str) -> dict[str, Any]:
+    """Nightly run summary: each branch head's status plus open regressions."""
+    lines = [f"• `{branch}` `{commit[:8]}`: {status}" for branch, commit, status in rows]
+    alerts = [f"• {a['benchmark']} [{a['series']}] ({a['kind']}) since "
+              f"`{a['bad_commit'][:8]}`" for a in open_alerts[:20]]
+    text = (f"Nightly {profile} run {batch}: " + ", ".join(
+        f"{b} {s}" for b, _c, s in rows) + f"; {len(open_alerts)} open regression(s)")
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Nightly {profile} run"}},
+        _section("\n".join(lines) or "nothing ran"),
+        _section("*Open regressions*\n" + ("\n".join(alerts) if alerts else "none")),
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"<{site_url}|History> · batch {batch}"}]},
+    ]
+    return {"kind": "summary", "text": text, "details": lines + alerts, "blocks": blocks,
+            "link": site_url}

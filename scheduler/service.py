@@ -1,0 +1,455 @@
+"""The scheduler's work, independent of how it is triggered (daemon jobs, ``once``,
+``backfill``): poll for commits, measure queued runs one at a time, publish, judge, alert.
+
+Why one object: the daemon's APScheduler jobs, the one-shot command and the tests all go
+through the same code paths, so "what ``once`` does" is exactly what the daemon does.
+
+Queue policy: a higher priority first (bisect > nightly > soak > poll > backfill), then the
+newest commit first — when commits arrive faster than they can be measured the head is
+measured first. A regression between two measured commits with unmeasured commits in
+between queues the midpoint (bisection) until the pair is adjacent; only then is the
+alert sent, naming the first bad commit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import messages
+from .asvrun import AsvError, AsvProject, RunOutcome
+from .baselines import Baselines, BaselinesError, load_baselines
+from .config import Config
+from .gitrepo import Commit, GitError, GitRepo
+from .judge import (
+    Finding,
+    Verdict,
+    check_baseline,
+    check_limit,
+    compare,
+    recovered,
+    threshold_for,
+)
+from .notify import make_notifier
+from .outbox import Outbox
+from .plot import history_png
+from .results import ResultFile, ResultsError
+from .site import graph_link
+from .state import Run, State
+
+log = logging.getLogger("scheduler")
+
+HISTORY_WINDOW = 2000  # first-parent commits considered when looking for neighbours
+
+
+def say(msg: str) -> None:
+    """Progress output for humans (stderr; stdout is kept for command results)."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%H:%M:%S")
+    print(f"[scheduler {stamp}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Stats:
+    measured: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    alerts: int = 0
+
+
+class Service:
+    """State, repository, asv and outbox for one configuration."""
+
+    def __init__(self, cfg: Config, *, verbose: bool = True) -> None:
+        self.cfg = cfg
+        self.verbose = verbose
+        self.state = State(cfg.state_dir / "state.sqlite3")
+        local = cfg.repo_path() if cfg.repo_is_local() else None
+        self.repo = GitRepo(cfg.repository.url, local_path=local,
+                            mirror_dir=cfg.state_dir / "repo.git")
+        self.asv = AsvProject(cfg, self.repo.path)
+        self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
+                             max_attempts=cfg.slack.max_attempts)
+        self.stop = threading.Event()
+        self.site_url = cfg.site.base_url()
+        self.plots_dir = cfg.state_dir / "plots"
+        self._work = threading.Lock()
+        self.stats = Stats()
+
+    def close(self) -> None:
+        self.state.close()
+
+    def _say(self, msg: str) -> None:
+        if self.verbose:
+            say(msg)
+
+    # ---- polling ----------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Fetch, record new commits on the watched branches, queue them newest first."""
+        self.repo.fetch()
+        queued = 0
+        known = self.state.known_commits()
+        for branch in self.cfg.repository.branches:
+            commits = self.repo.first_parent(
+                branch, limit=self.cfg.repository.max_queue_per_poll + 500)
+            first_time = not self.state.get_meta(f"polled:{branch}")
+            new = [c for c in commits if c.hash not in known]
+            cap = (self.cfg.repository.initial_commits if first_time
+                   else self.cfg.repository.max_queue_per_poll)
+            for i, c in enumerate(new):
+                self.state.record_commit(c.hash, branch, c.author, c.date, c.subject)
+                known.add(c.hash)
+                if i < cap and self.state.enqueue(c.hash, branch, self.cfg.profiles.premerge,
+                                                  "poll", c.date):
+                    queued += 1
+            self.state.set_meta(f"polled:{branch}", str(time.time()))
+        if queued:
+            self._say(f"queued {queued} new commit(s)")
+        return queued
+
+    def enqueue_range(self, rev_range: str, kind: str = "backfill") -> int:
+        """Queue the first-parent commits of a range (``backfill``)."""
+        self.repo.fetch()
+        branch = self.cfg.repository.branches[0]
+        n = 0
+        for c in self.repo.rev_list(rev_range):
+            self.state.record_commit(c.hash, branch, c.author, c.date, c.subject)
+            if self.state.enqueue(c.hash, branch, self.cfg.profiles.premerge, kind, c.date,
+                                  requeue_done=False):
+                n += 1
+        return n
+
+    def enqueue_heads(self, kind: str) -> int:
+        """Nightly/soak: the full profile on each branch head (re-measured if done before)."""
+        self.repo.fetch()
+        profile = self.cfg.profiles.nightly if kind == "nightly" else self.cfg.profiles.soak
+        batch = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+        self.state.set_meta(f"batch:{kind}", batch)
+        n = 0
+        for branch in self.cfg.repository.branches:
+            head = self.repo.head(branch)
+            self.state.record_commit(head.hash, branch, head.author, head.date, head.subject)
+            if self.state.enqueue(head.hash, branch, profile, kind, head.date,
+                                  requeue_done=True):
+                n += 1
+        self._say(f"{kind}: queued {n} branch head(s) with profile {profile}")
+        return n
+
+    # ---- measuring --------------------------------------------------------------------
+
+    def drain(self, *, max_runs: int | None = None) -> int:
+        """Measure queued runs one at a time until the queue is empty or we are asked to
+        stop. Only one drain runs per process (the benchmark machine is measured alone)."""
+        if not self._work.acquire(blocking=False):
+            return 0
+        done = 0
+        try:
+            while not self.stop.is_set() and (max_runs is None or done < max_runs):
+                run = self.state.next_queued()
+                if run is None:
+                    break
+                if not self.state.claim(run.id):
+                    continue
+                self.process(run)
+                done += 1
+        finally:
+            self._work.release()
+        return done
+
+    def process(self, run: Run) -> RunOutcome | None:
+        """Measure one claimed run and act on the outcome."""
+        queued = len(self.state.runs(status="queued"))
+        self._say(f"measuring {run.short} on {run.branch} (profile {run.profile}, "
+                  f"{run.kind}); {queued} more queued")
+        try:
+            outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress)
+        except AsvError as exc:
+            # asv itself is unusable (bad asv.conf.json, missing benchmarks): not this
+            # commit's fault — put it back and let a human fix the configuration.
+            self.state.requeue(run.id)
+            self._say(f"asv cannot run: {exc}")
+            raise
+        if outcome.status == "abandoned" or (self.stop.is_set() and outcome.status != "done"):
+            self.state.requeue(run.id)
+            self.stats.abandoned += 1
+            self._say(f"abandoned {run.short}; re-queued")
+            return outcome
+        if outcome.status == "failed":
+            self.state.finish(run.id, "failed", log=outcome.log, error=outcome.error)
+            self.stats.failed += 1
+            self._say(f"FAILED {run.short}: {outcome.error}")
+            self._report_failure(run, outcome, partial=False)
+        else:
+            self.state.finish(run.id, "done", log=outcome.log, error=outcome.error)
+            self.stats.measured += 1
+            self._say(f"measured {run.short} in {outcome.seconds:.0f}s")
+            if outcome.error:
+                self._report_failure(run, outcome, partial=True)
+        self.publish()
+        if outcome.status == "done":
+            try:
+                self.judge(run)
+            except (ResultsError, BaselinesError, GitError) as exc:
+                self._say(f"cannot judge {run.short}: {exc}")
+                self.outbox.put(f"judge-error|{run.commit_hash}|{run.profile}", "failure", {
+                    "kind": "failure", "text": f"Cannot judge {run.short}: {exc}",
+                    "details": [], "blocks": [messages._section(
+                        f"Cannot judge `{run.short}` ({run.profile}): {exc}")]})
+        self.state.mark_judged(run.id)
+        if run.kind in ("nightly", "soak"):
+            self._maybe_summary(run.kind)
+        self.flush()
+        return outcome
+
+    def _progress(self, line: str) -> None:
+        if self.verbose and ("%]" in line or "Building" in line or "Installing" in line
+                             or "rror" in line):
+            print(f"    {line[:160]}", file=sys.stderr, flush=True)
+
+    def abandon(self) -> None:
+        """SIGTERM: stop after (or abandon) the current run."""
+        self.stop.set()
+        self.asv.abandon()
+
+    def publish(self) -> None:
+        try:
+            self.asv.publish()
+        except AsvError as exc:
+            self._say(f"publish failed (results are kept): {exc}")
+
+    def flush(self) -> None:
+        sent, failed = self.outbox.flush()
+        if sent or failed:
+            self._say(f"alerts: {sent} delivered, {failed} waiting for retry")
+
+    # ---- failures ---------------------------------------------------------------------
+
+    def _report_failure(self, run: Run, outcome: RunOutcome, *, partial: bool) -> None:
+        commit = self._commit(run.commit_hash)
+        msg = messages.failure(commit, run.commit_hash, run.profile, outcome.error,
+                               outcome.log[-4000:], partial=partial)
+        key = f"failure|{run.commit_hash}|{run.profile}"
+        if self.outbox.put(key, "failure", msg):
+            self.stats.alerts += 1
+
+    def _commit(self, hash_: str) -> Commit | None:
+        if not hash_:
+            return None
+        try:
+            return self.repo.info(hash_)
+        except GitError:
+            return None
+
+    # ---- judging ----------------------------------------------------------------------
+
+    def judge(self, run: Run) -> list[Finding]:
+        """Compare a freshly measured commit with its measured neighbours on the branch,
+        queue bisection where the gap hides the first bad commit, and alert the rest."""
+        profile = run.profile
+        machine = self.asv.machine_for(profile)
+        baselines = load_baselines(self.cfg.baselines_dir)
+        result = self.asv.result_for(run.commit_hash, profile)
+        if result is None:
+            raise ResultsError(f"no stored result for {run.short} ({machine})")
+        history = [c.hash for c in reversed(
+            self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]  # oldest first
+        status = self.state.status_of(profile)
+        findings: list[Finding] = []
+        newest = True
+        if run.commit_hash in history:
+            pos = history.index(run.commit_hash)
+            prev = next((history[i] for i in range(pos - 1, -1, -1)
+                         if status.get(history[i]) == "done"), None)
+            nxt = next((history[i] for i in range(pos + 1, len(history))
+                        if status.get(history[i]) == "done"), None)
+            newest = nxt is None
+            for a, b in ((prev, run.commit_hash), (run.commit_hash, nxt)):
+                if a and b:
+                    findings += self._judge_pair(a, b, history, status, run, baselines)
+        if newest:
+            for m in result.measurements:
+                f = check_limit(m, baselines, self.cfg.asv.machine, machine, profile,
+                                run.commit_hash)
+                if f:
+                    findings.append(f)
+                f = check_baseline(m, baselines, self.cfg.judge, self.cfg.asv.machine,
+                                   machine, profile, run.commit_hash)
+                if f:
+                    findings.append(f)
+        if self.cfg.judge.use_asv_steps:
+            self._corroborate_with_asv(findings, machine)
+        for f in findings:
+            self._alert(f, run.branch, history)
+        if newest:
+            self._recoveries(result, machine, profile, baselines)
+        return findings
+
+    def _judge_pair(self, a: str, b: str, history: list[str], status: dict[str, str],
+                    run: Run, baselines: Baselines) -> list[Finding]:
+        ra = self.asv.result_for(a, run.profile)
+        rb = self.asv.result_for(b, run.profile)
+        if ra is None or rb is None:
+            return []
+        machine = self.asv.machine_for(run.profile)
+        ia, ib = history.index(a), history.index(b)
+        between = history[ia + 1: ib]
+        candidates = [h for h in between if status.get(h) not in ("done", "failed")]
+        out: list[Finding] = []
+        mb = rb.by_id()
+        for ma in ra.measurements:
+            m2 = mb.get(ma.id)
+            if m2 is None or ma.version != m2.version:
+                continue  # a changed benchmark (asv version) is not a regression
+            thr = threshold_for(self.cfg.judge, baselines, ma.id, self.cfg.asv.machine,
+                                run.profile)
+            comp = compare(ma, m2, thr, self.cfg.judge)
+            if comp.verdict is not Verdict.REGRESSION:
+                continue
+            if candidates and run.profile == self.cfg.profiles.premerge:
+                mid = candidates[len(candidates) // 2]
+                info = self.state.commit_info(mid)
+                if self.state.enqueue(mid, run.branch, run.profile, "bisect",
+                                      int(info["date"]) if info else 0):
+                    self._say(f"{ma.id}: {comp.change_pct:+.1f}% between {a[:8]} and "
+                              f"{b[:8]}; bisecting at {mid[:8]} ({len(candidates)} unmeasured)")
+                else:
+                    self._ensure_bisect_priority(mid, run)
+                continue
+            crossed = (f"{thr.value:.0%} over the previous measured commit ({thr.source}); "
+                       f"{len(between)} commit(s) in between could not be measured"
+                       if between else
+                       f"{thr.value:.0%} over the previous commit ({thr.source})")
+            out.append(Finding("history", machine, run.profile, ma.id, ma.benchmark,
+                               ma.params, ma.unit, a, b, comp.before, comp.after, crossed,
+                               comparison=comp))
+        return out
+
+    def _ensure_bisect_priority(self, commit: str, run: Run) -> None:
+        info = self.state.commit_info(commit)
+        self.state.enqueue(commit, run.branch, run.profile, "bisect",
+                           int(info["date"]) if info else 0)
+
+    def _corroborate_with_asv(self, findings: list[Finding], machine: str) -> None:
+        try:
+            steps = self.asv.step_regressions()
+        except ResultsError as exc:
+            self._say(f"asv step detection unavailable: {exc}")
+            return
+        for f in findings:
+            if f.kind == "history" and any(
+                    s.machine == machine and s.id == f.bench and s.bad == f.bad for s in steps):
+                f.asv_step = True
+
+    def _alert(self, f: Finding, branch: str, history: list[str]) -> None:
+        if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
+                                     bad=f.bad, before=f.before, after=f.after,
+                                     detail={"benchmark": f.benchmark, "params": f.params,
+                                             "unit": f.unit, **f.extra}):
+            return  # already open: one regression, one alert
+        good, bad = self._commit(f.good), self._commit(f.bad)
+        link = graph_link(self.site_url, f.benchmark, f.params, f.machine,
+                          (f.good, f.bad) if f.good else ("", f.bad))
+        plot, plot_url = self._plot(f, history)
+        msg = messages.regression(f, good=good, bad=bad, link=link, plot=plot,
+                                  plot_url=plot_url)
+        self.outbox.put(f"alert|{f.key}", "regression", msg)
+        self.stats.alerts += 1
+        self._say(msg["text"])
+
+    def _plot(self, f: Finding, history: list[str]) -> tuple[str | None, str | None]:
+        status = self.state.status_of(f.profile)
+        measured = [h for h in history if status.get(h) == "done"]
+        if f.bad in measured:
+            end = measured.index(f.bad)
+            window = measured[max(0, end - self.cfg.judge.plot_history + 5): end + 5]
+        else:
+            window = measured[-self.cfg.judge.plot_history:]
+        points: list[tuple[str, float, float | None, float | None]] = []
+        for h in window:
+            try:
+                res = self.asv.result_for(h, f.profile)
+            except ResultsError:
+                continue
+            m = res.by_id().get(f.bench) if res else None
+            if m is not None and m.ok and m.value is not None:
+                points.append((h, m.value, m.ci[0], m.ci[1]))
+        if len(points) < 1:
+            return None, None
+        name = hashlib.sha1(f.key.encode()).hexdigest()[:16] + ".png"
+        limit = float(f.extra["limit"]) if "limit" in f.extra else None
+        try:
+            path = history_png(self.plots_dir / name, f"{f.bench} [{f.machine}]", f.unit,
+                               points, {f.bad}, limit)
+        except Exception as exc:  # a plot is a nicety; never lose the alert over it
+            self._say(f"plot failed: {exc}")
+            return None, None
+        return str(path), f"{self.site_url.rstrip('/')}/_plots/{name}"
+
+    def _recoveries(self, result: ResultFile, machine: str, profile: str,
+                    baselines: Baselines) -> None:
+        current = result.by_id()
+        for alert in self.state.open_alerts(series=machine):
+            m = current.get(alert["benchmark"])
+            if m is None or not m.ok or m.value is None:
+                continue
+            if alert["bad_commit"] == result.commit:
+                continue
+            thr = threshold_for(self.cfg.judge, baselines, m.id, self.cfg.asv.machine, profile)
+            if not recovered(alert["kind"], alert["before"], m.value, alert["detail"],
+                             thr.value):
+                continue
+            if self.state.close_alert(alert["key"]):
+                detail: dict[str, Any] = alert["detail"]
+                params = tuple(tuple(p) for p in detail.get("params", []))
+                link = graph_link(self.site_url, str(detail.get("benchmark", m.benchmark)),
+                                  params,  # type: ignore[arg-type]
+                                  machine, (alert["bad_commit"], result.commit))
+                msg = messages.recovery(m.id, machine, alert["kind"], m.value, m.unit,
+                                        alert["before"], self._commit(result.commit),
+                                        result.commit, link)
+                self.outbox.put(f"recovery|{alert['key']}|{result.commit}", "recovery", msg)
+                self._say(msg["text"])
+
+    def _maybe_summary(self, kind: str) -> None:
+        profile = self.cfg.profiles.nightly if kind == "nightly" else self.cfg.profiles.soak
+        if any(r.kind == kind for r in self.state.runs(status="queued", profile=profile)):
+            return
+        if any(r.kind == kind for r in self.state.runs(status="running", profile=profile)):
+            return
+        batch = self.state.get_meta(f"batch:{kind}") or "manual"
+        rows = []
+        for branch in self.cfg.repository.branches:
+            try:
+                head = self.repo.head(branch)
+            except GitError:
+                continue
+            r = self.state.run_for(head.hash, profile)
+            rows.append((branch, head.hash, r.status + (f" ({r.error})" if r.error else "")
+                         if r else "not run"))
+        msg = messages.summary(batch, profile, rows, self.state.open_alerts(), self.site_url)
+        self.outbox.put(f"summary|{kind}|{batch}", "summary", msg)
+
+    # ---- reporting --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state_dir": str(self.cfg.state_dir),
+            "site": self.site_url,
+            "queued": [r.__dict__ for r in self.state.runs(status="queued")],
+            "running": [r.__dict__ for r in self.state.runs(status="running")],
+            "recent": self.state.recent_finished(10),
+            "open_regressions": self.state.open_alerts(),
+            "outbox_pending": [i.__dict__ for i in self.state.outbox_all("pending")],
+            "outbox_dead": [i.__dict__ for i in self.state.outbox_all("dead")],
+        }
+
+
+def plots_dir(cfg: Config) -> Path:
+    return cfg.state_dir / "plots"

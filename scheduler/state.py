@@ -1,0 +1,380 @@
+"""The scheduler's own state: runs, commits, alerts and the outbox, in one SQLite file.
+
+Why SQLite and one file: every state change is a single transaction, so a SIGKILL at any
+point leaves a consistent picture (a run is either queued, running, done or failed; an
+alert either is in the outbox or is not). ``recover()`` turns whatever was ``running`` when
+the daemon died back into ``queued``. The APScheduler job store lives in a separate file
+(``jobs.sqlite3``) because APScheduler owns its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS commits (
+    hash TEXT PRIMARY KEY,
+    branch TEXT NOT NULL,
+    author TEXT NOT NULL DEFAULT '',
+    date INTEGER NOT NULL DEFAULT 0,
+    subject TEXT NOT NULL DEFAULT '',
+    first_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    commit_hash TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    commit_date INTEGER NOT NULL DEFAULT 0,
+    queued_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    log TEXT NOT NULL DEFAULT '',
+    judged INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (commit_hash, profile)
+);
+CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, priority, commit_date);
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    series TEXT NOT NULL,
+    benchmark TEXT NOT NULL,
+    status TEXT NOT NULL,
+    good_commit TEXT NOT NULL DEFAULT '',
+    bad_commit TEXT NOT NULL DEFAULT '',
+    before REAL,
+    after REAL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    opened_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    progress TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    sent_at REAL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# Queue order: a higher priority first, then the newest commit first.
+PRIORITY = {"bisect": 300, "nightly": 250, "soak": 240, "poll": 200, "backfill": 100}
+RUN_STATUSES = ("queued", "running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (commit, profile) measurement and where it stands."""
+
+    id: int
+    commit_hash: str
+    branch: str
+    profile: str
+    kind: str
+    status: str
+    priority: int
+    commit_date: int
+    attempts: int
+    error: str
+    judged: bool
+
+    @property
+    def short(self) -> str:
+        return self.commit_hash[:8]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A message that must reach the notifier exactly once."""
+
+    id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    progress: dict[str, Any]
+    last_error: str
+
+
+class State:
+    """Thread-safe access to the state database (one connection guarded by a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
+                                   isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE so readers in other processes never block it
+        halfway)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    # ---- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str = "") -> str:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # ---- commits and runs -------------------------------------------------------------
+
+    def record_commit(self, hash_: str, branch: str, author: str, date: int,
+                      subject: str) -> bool:
+        """Remember a commit; True when it was not known before."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO commits (hash, branch, author, date, subject, "
+                "first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                (hash_, branch, author, date, subject, time.time()))
+            return cur.rowcount > 0
+
+    def known_commits(self) -> set[str]:
+        return {r["hash"] for r in self._query("SELECT hash FROM commits")}
+
+    def commit_info(self, hash_: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM commits WHERE hash = ?", (hash_,))
+        return dict(rows[0]) if rows else None
+
+    def enqueue(self, commit_hash: str, branch: str, profile: str, kind: str,
+                commit_date: int, *, requeue_done: bool = False) -> bool:
+        """Queue a measurement. An existing queued run keeps its place but takes the higher
+        priority; a done/failed one is only re-run with ``requeue_done`` (nightly re-measures
+        an unchanged head). True when something was (re)queued."""
+        prio = PRIORITY[kind]
+        now = time.time()
+        with self.tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE commit_hash = ? AND profile = ?",
+                             (commit_hash, profile)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO runs (commit_hash, branch, profile, kind, status, priority, "
+                    "commit_date, queued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (commit_hash, branch, profile, kind, prio, commit_date, now))
+                return True
+            if row["status"] == "queued":
+                if prio > row["priority"]:
+                    db.execute("UPDATE runs SET priority = ?, kind = ? WHERE id = ?",
+                               (prio, kind, row["id"]))
+                return False
+            if row["status"] in ("done", "failed") and requeue_done:
+                db.execute(
+                    "UPDATE runs SET status = 'queued', kind = ?, priority = ?, queued_at = ?, "
+                    "error = '', judged = 0 WHERE id = ?", (kind, prio, now, row["id"]))
+                return True
+            return False
+
+    def next_queued(self) -> Run | None:
+        rows = self._query(
+            "SELECT * FROM runs WHERE status = 'queued' "
+            "ORDER BY priority DESC, commit_date DESC, id DESC LIMIT 1")
+        return _run(rows[0]) if rows else None
+
+    def claim(self, run_id: int) -> bool:
+        """Mark a queued run as running (atomically; False if someone else took it)."""
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET status = 'running', started_at = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND status = 'queued'", (time.time(), run_id))
+            return cur.rowcount == 1
+
+    def finish(self, run_id: int, status: str, *, log: str = "", error: str = "") -> None:
+        assert status in ("done", "failed")
+        with self.tx() as db:
+            db.execute("UPDATE runs SET status = ?, finished_at = ?, log = ?, error = ? "
+                       "WHERE id = ?", (status, time.time(), log[-200_000:], error, run_id))
+
+    def requeue(self, run_id: int) -> None:
+        """Put an abandoned run back at the head of its priority class."""
+        with self.tx() as db:
+            db.execute("UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ? "
+                       "AND status = 'running'", (run_id,))
+
+    def mark_judged(self, run_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE runs SET judged = 1 WHERE id = ?", (run_id,))
+
+    def recover(self) -> list[Run]:
+        """Start-up: runs left ``running`` by a killed daemon go back to the queue."""
+        with self.tx() as db:
+            rows = list(db.execute("SELECT * FROM runs WHERE status = 'running'"))
+            db.execute("UPDATE runs SET status = 'queued', started_at = NULL "
+                       "WHERE status = 'running'")
+        return [_run(r) for r in rows]
+
+    def runs(self, *, status: str | None = None, profile: str | None = None,
+             limit: int = 1000) -> list[Run]:
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if profile:
+            sql += " AND profile = ?"
+            args.append(profile)
+        sql += " ORDER BY priority DESC, commit_date DESC, id DESC LIMIT ?"
+        args.append(str(limit))
+        return [_run(r) for r in self._query(sql, tuple(args))]
+
+    def run_for(self, commit_hash: str, profile: str) -> Run | None:
+        rows = self._query("SELECT * FROM runs WHERE commit_hash = ? AND profile = ?",
+                           (commit_hash, profile))
+        return _run(rows[0]) if rows else None
+
+    def run_log(self, run_id: int) -> str:
+        rows = self._query("SELECT log FROM runs WHERE id = ?", (run_id,))
+        return str(rows[0]["log"]) if rows else ""
+
+    def recent_finished(self, limit: int = 10) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query(
+            "SELECT id, commit_hash, branch, profile, kind, status, finished_at, error "
+            "FROM runs WHERE status IN ('done', 'failed') ORDER BY finished_at DESC LIMIT ?",
+            (limit,))]
+
+    def status_of(self, profile: str) -> dict[str, str]:
+        """commit -> run status for one profile (used to find measured neighbours)."""
+        return {r["commit_hash"]: r["status"] for r in self._query(
+            "SELECT commit_hash, status FROM runs WHERE profile = ?", (profile,))}
+
+    # ---- alerts -----------------------------------------------------------------------
+
+    def open_alert(self, key: str, kind: str, series: str, benchmark: str, *,
+                   good: str, bad: str, before: float | None, after: float | None,
+                   detail: dict[str, Any]) -> bool:
+        """Record a regression. False when this regression is already open (one regression,
+        one alert)."""
+        with self.tx() as db:
+            row = db.execute("SELECT status FROM alerts WHERE key = ?", (key,)).fetchone()
+            if row is not None and row["status"] == "open":
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO alerts (key, kind, series, benchmark, status, "
+                "good_commit, bad_commit, before, after, detail, opened_at) "
+                "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
+                (key, kind, series, benchmark, good, bad, before, after, json.dumps(detail),
+                 time.time()))
+            return True
+
+    def open_alerts(self, *, series: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM alerts WHERE status = 'open'"
+        args: tuple[str, ...] = ()
+        if series is not None:
+            sql, args = sql + " AND series = ?", (series,)
+        out = []
+        for r in self._query(sql + " ORDER BY opened_at", args):
+            d = dict(r)
+            d["detail"] = json.loads(d["detail"])
+            out.append(d)
+        return out
+
+    def close_alert(self, key: str) -> bool:
+        with self.tx() as db:
+            cur = db.execute("UPDATE alerts SET status = 'closed', closed_at = ? "
+                             "WHERE key = ? AND status = 'open'", (time.time(), key))
+            return cur.rowcount == 1
+
+    # ---- outbox -----------------------------------------------------------------------
+
+    def outbox_put(self, key: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Add a message once: the same key is never queued twice."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO outbox (key, kind, payload, created_at) "
+                "VALUES (?, ?, ?, ?)", (key, kind, json.dumps(payload), time.time()))
+            return cur.rowcount == 1
+
+    def outbox_due(self, now: float | None = None) -> list[OutboxItem]:
+        now = time.time() if now is None else now
+        return [_outbox(r) for r in self._query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY id", (now,))]
+
+    def outbox_all(self, status: str | None = None) -> list[OutboxItem]:
+        if status:
+            rows = self._query("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,))
+        else:
+            rows = self._query("SELECT * FROM outbox ORDER BY id")
+        return [_outbox(r) for r in rows]
+
+    def outbox_progress(self, item_id: int, progress: dict[str, Any]) -> None:
+        """Persist a partial delivery (e.g. the message ts before the plot upload) so a
+        retry does not post the message again."""
+        with self.tx() as db:
+            db.execute("UPDATE outbox SET progress = ? WHERE id = ?",
+                       (json.dumps(progress), item_id))
+
+    def outbox_sent(self, item_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1"
+                       " WHERE id = ?", (time.time(), item_id))
+
+    def outbox_failed(self, item_id: int, error: str, retry_at: float, *, dead: bool) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ?, status = ? WHERE id = ?",
+                (error[:2000], retry_at, "dead" if dead else "pending", item_id))
+
+
+def _run(r: sqlite3.Row) -> Run:
+    return Run(id=r["id"], commit_hash=r["commit_hash"], branch=r["branch"],
+               profile=r["profile"], kind=r["kind"], status=r["status"],
+               priority=r["priority"], commit_date=r["commit_date"], attempts=r["attempts"],
+               error=r["error"], judged=bool(r["judged"]))
+
+
+def _outbox(r: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(id=r["id"], key=r["key"], kind=r["kind"],
+                      payload=json.loads(r["payload"]), status=r["status"],
+                      attempts=r["attempts"], progress=json.loads(r["progress"]),
+                      last_error=r["last_error"])
