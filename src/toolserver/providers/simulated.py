@@ -86,7 +86,7 @@ class SimulatedProvider(Provider):
             raise ProviderError(f"provider {self.name} failed (simulated)")
         tokens = self.tokens if max_tokens is None else min(self.tokens, max_tokens)
         model = model or self.models[0]
-        snippet = prompt[:60]
+        snippet = " ".join(prompt[:60].split())  # one line, however the prompt looks
         return Completion(
             text=f"[{self.name}/{model}] {tokens} tokens about: {snippet}",
             model=model,
