@@ -1,0 +1,117 @@
+"""Programmatic entry point: :func:`run_scenario` returns the result document (a dict).
+
+The CLI is a thin wrapper around it; tests and scripts call it directly. Either aim it at
+a running server (``url``, optionally ``server_pid`` for resource sampling) or let it
+start one (``server_python``: ``PYTHON -m toolserver serve --port 0 ...``), which it pins
+to core 0 (the generator to the other cores), samples, and stops at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import environment, profiles
+from .resources import ResourceSampler, compact
+from .result import ScenarioResult, document
+from .runner import Runner, Target
+from .scenarios.registry import SCENARIOS
+from .server_process import ServerProcess, fetch_health, pin_generator
+
+#: Arguments every server the instrument starts gets: loopback, free port, room for the
+#: 1000-connection steps (the server's default cap is exactly 1000), request log in a
+#: temporary directory (not in the checkout).
+BASE_SERVER_ARGS = ("serve", "--host", "127.0.0.1", "--port", "0",
+                    "--max-connections", "4096")
+
+
+def start_server(python: str, extra_args: Sequence[str] = (), *,
+                 pythonpath: Sequence[str] = (), core: int | None = 0,
+                 request_log_dir: str | None = None) -> ServerProcess:
+    """Start ``python -m toolserver serve`` for a run (the caller stops it)."""
+    args = list(BASE_SERVER_ARGS)
+    if "--request-log" not in extra_args:
+        folder = request_log_dir or tempfile.mkdtemp(prefix="loadgen-")
+        args += ["--request-log", f"sqlite:///{os.path.join(folder, 'requests.sqlite3')}"]
+    args += list(extra_args)
+    server = ServerProcess(python, args, pythonpath=list(pythonpath), core=core)
+    server.start()
+    return server
+
+
+def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = None,
+                 token: str | None = None, server_pid: int | None = None,
+                 server_python: str | None = None, server_args: Sequence[str] = (),
+                 server_pythonpath: Sequence[str] = (), admin: bool | None = None,
+                 workers: int = 1, overrides: dict[str, str] | None = None,
+                 enforce_full: bool = False, progress_s: float = 0.0,
+                 pin: bool = True) -> dict[str, Any]:
+    """Run one scenario at one profile and return its ``benchmarks.load/1`` document."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
+    if (url is None) == (server_python is None):
+        raise ValueError("give exactly one of url (a running server) or server_python")
+    run_fn, scenario_args = SCENARIOS[scenario]
+    params = profiles.params(scenario, profile, overrides)
+    nofile = environment.raise_nofile()
+    started_at = time.time()
+    t0 = time.perf_counter()
+    old_affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    server: ServerProcess | None = None
+    sampler: ResourceSampler | None = None
+    try:
+        if server_python is not None:
+            extra = [a for a in scenario_args if a not in server_args] + list(server_args)
+            server = start_server(server_python, extra, pythonpath=server_pythonpath,
+                                  core=0 if pin else None)
+            url = server.url
+            server_pid = server.pid
+            if admin is None:
+                admin = "--allow-admin" in extra
+        assert url is not None
+        gen_cores = pin_generator(0) if pin and server is not None else None
+        health = fetch_health(url)
+        sampler = ResourceSampler(server_pid).start() if server_pid else None
+        target = Target(url=url, token=token, server=server, pid=server_pid,
+                        admin=bool(admin))
+        runner = Runner(target=target, sampler=sampler, workers=workers,
+                        progress_s=progress_s, t0=t0)
+        res = ScenarioResult(scenario=scenario, profile=profile)
+        run_fn(runner, params, res)
+        if sampler is not None:
+            sampler.mark()
+        elapsed = time.perf_counter() - t0
+        settings = {
+            "scenario": scenario, "profile": profile, "url": url,
+            "token_set": token is not None, "workers": workers,
+            "server_python": server_python,
+            "server_command": server.command() if server else None,
+            "server_pid": server_pid, "generator_cores": gen_cores,
+            "rlimit_nofile": list(nofile), "params": _jsonable(params),
+            "overrides": overrides or {}, "enforce_full": enforce_full,
+        }
+        server_info = {"url": url, "pid": server_pid, "managed": server is not None,
+                       "starts": server.starts if server else None, "health": health}
+        return document(
+            res, started_at=started_at, elapsed_s=elapsed, settings=settings,
+            machine=environment.machine(),
+            versions=environment.versions(health.get("version") if health else None),
+            server=server_info,
+            samples=compact(sampler.samples, t0) if sampler else [],
+            enforce_full=enforce_full)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if server is not None:
+            server.stop()
+        if old_affinity is not None and pin:
+            os.sched_setaffinity(0, old_affinity)
+
+
+def _jsonable(params: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+    out = asdict(params)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

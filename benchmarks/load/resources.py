@@ -1,0 +1,141 @@
+"""Resource sampling of the server process (psutil, by PID) every 0.5 s.
+
+A thread, not an asyncio task: the generator's event loop may be saturated, and samples
+must keep their cadence regardless. Samples are cumulative CPU user/sys seconds, RSS,
+open file descriptors and threads; a phase takes the slice of samples within its own time
+span (plus an exact sample at each boundary via :meth:`mark`) and derives CPU %, server
+CPU time per message, and RSS / fd slopes (least squares) for leak detection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import psutil
+
+Sample = tuple[float, float, float, int, int, int]  # t, user, sys, rss, fds, threads
+
+
+class ResourceSampler:
+    """Samples one PID until stopped; survives the process disappearing (restart)."""
+
+    def __init__(self, pid: int | None, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._proc: psutil.Process | None = None
+        self._thread: threading.Thread | None = None
+        self.set_pid(pid)
+
+    def set_pid(self, pid: int | None) -> None:
+        """Follow a new server process (after a restart)."""
+        try:
+            self._proc = psutil.Process(pid) if pid else None
+        except psutil.Error:
+            self._proc = None
+
+    def start(self) -> ResourceSampler:
+        """Start the sampling thread (no-op without a PID)."""
+        if self._proc is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="resource-sampler",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def mark(self) -> Sample | None:
+        """Take a sample now (phase boundaries) and return it."""
+        return self._sample()
+
+    def _sample(self) -> Sample | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            with proc.oneshot():
+                cpu = proc.cpu_times()
+                s: Sample = (time.perf_counter(), cpu.user, cpu.system,
+                             proc.memory_info().rss, proc.num_fds(), proc.num_threads())
+        except psutil.Error:
+            return None
+        with self._lock:
+            self.samples.append(s)
+        return s
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def window(self, t0: float, t1: float) -> list[Sample]:
+        """Samples taken within [t0, t1]."""
+        with self._lock:
+            return [s for s in self.samples if t0 <= s[0] <= t1]
+
+
+def slope_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (t seconds, value) in value per minute; None if < 3 points."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt = sum(p[0] for p in points) / n
+    mv = sum(p[1] for p in points) / n
+    var = sum((p[0] - mt) ** 2 for p in points)
+    if var == 0:
+        return None
+    cov = sum((p[0] - mt) * (p[1] - mv) for p in points)
+    return cov / var * 60.0
+
+
+def summarize(samples: list[Sample], ok_messages: int) -> dict[str, Any]:
+    """Server figures of one span: CPU %, CPU µs per message, RSS/fds/threads, slopes.
+
+    CPU time per message counts user+system seconds between the first and last sample
+    divided by the successful messages of the span, the cost measure asv compares.
+    """
+    if len(samples) < 2:
+        return {"samples_n": len(samples)}
+    first, last = samples[0], samples[-1]
+    wall = last[0] - first[0]
+    cpu = (last[1] + last[2]) - (first[1] + first[2])
+    pcts = []
+    for a, b in itertools.pairwise(samples):
+        dt = b[0] - a[0]
+        if dt > 0:
+            pcts.append(100.0 * ((b[1] + b[2]) - (a[1] + a[2])) / dt)
+    t0 = first[0]
+    rss_pts = [(s[0] - t0, s[3] / 1024.0) for s in samples]
+    fd_pts = [(s[0] - t0, float(s[4])) for s in samples]
+    rss_slope = slope_per_min(rss_pts)
+    fd_slope = slope_per_min(fd_pts)
+    return {
+        "samples_n": len(samples),
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 4),
+        "cpu_percent_mean": round(100.0 * cpu / wall, 1) if wall > 0 else None,
+        "cpu_percent_max": round(max(pcts), 1) if pcts else None,
+        "cpu_us_per_msg": round(cpu * 1e6 / ok_messages, 3) if ok_messages else None,
+        "rss_kib_start": first[3] // 1024,
+        "rss_kib_end": last[3] // 1024,
+        "rss_kib_max": max(s[3] for s in samples) // 1024,
+        "fds_start": first[4],
+        "fds_end": last[4],
+        "fds_max": max(s[4] for s in samples),
+        "threads_max": max(s[5] for s in samples),
+        "rss_slope_kib_per_min": round(rss_slope, 3) if rss_slope is not None else None,
+        "fd_slope_per_min": round(fd_slope, 4) if fd_slope is not None else None,
+    }
+
+
+def compact(samples: list[Sample], t0: float) -> list[list[float]]:
+    """Samples for the JSON: [t_rel_s, cpu_user_s, cpu_sys_s, rss_kib, fds, threads]."""
+    return [[round(s[0] - t0, 3), round(s[1], 3), round(s[2], 3), s[3] // 1024, s[4], s[5]]
+            for s in samples]

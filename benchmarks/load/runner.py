@@ -1,0 +1,144 @@
+"""What scenarios use to run phases: the target, the sampler, timed actions, admin calls.
+
+A scenario is plain sequential code ("run this phase, then that one, then check"); the
+:class:`Runner` fills in the URL, token, worker count and progress setting of every
+phase, attaches the server's resource samples, and runs *actions* (a server restart, an
+``admin/provider`` call) on a thread at given offsets while a phase's load is running, so
+that the load loops themselves never block on them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.sync.client import connect as sync_connect
+from websockets.typing import Subprotocol
+
+from . import protocol as P
+from . import workers
+from .protocol import Call
+from .resources import ResourceSampler
+from .result import build_phase
+from .server_process import ServerProcess
+from .spec import LoopKind, PhaseSpec
+
+
+@dataclass
+class Target:
+    """The server under test: URL (+ token), and the process when the instrument owns it."""
+
+    url: str
+    token: str | None = None
+    server: ServerProcess | None = None
+    pid: int | None = None
+    admin: bool = False   # server started with --allow-admin (or the user says it was)
+
+    @property
+    def managed(self) -> bool:
+        """True when the instrument started the server (needed to restart it)."""
+        return self.server is not None
+
+
+@dataclass
+class Action:
+    """``fn`` runs on a thread ``at_s`` seconds after the phase starts; its dict is logged.
+
+    ``fn`` receives the phase's stop event and may set it to end the phase early.
+    """
+
+    at_s: float
+    name: str
+    fn: Callable[[threading.Event], dict[str, Any]]
+
+
+@dataclass
+class Runner:
+    """Shared settings of all phases of one run."""
+
+    target: Target
+    sampler: ResourceSampler | None = None
+    workers: int = 1
+    progress_s: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def spec(self, name: str, loop: LoopKind, connections: int, call: Call,
+             duration_s: float, **kw: Any) -> PhaseSpec:
+        """A PhaseSpec aimed at the target with this run's common settings."""
+        kw.setdefault("workers", self.workers)
+        kw.setdefault("progress_s", self.progress_s if duration_s >= 10 else 0.0)
+        return PhaseSpec(name=name, url=self.target.url, loop=loop,
+                         connections=connections, call=call, duration_s=duration_s,
+                         token=self.target.token, **kw)
+
+    def run(self, spec: PhaseSpec, actions: list[Action] | None = None) -> dict[str, Any]:
+        """Run one phase (with its actions), return its PHASE document."""
+        stop = threading.Event()
+        events: list[dict[str, Any]] = []
+        threads = []
+        started = time.perf_counter()
+        for action in actions or []:
+            th = threading.Thread(target=self._act, args=(action, started, stop, events),
+                                  name=f"action-{action.name}", daemon=True)
+            th.start()
+            threads.append(th)
+        if self.sampler is not None:
+            self.sampler.mark()
+        wire = workers.run_phase(spec, stop=stop)
+        if self.sampler is not None:
+            self.sampler.mark()
+        stop.set()
+        for th in threads:
+            th.join(timeout=60)
+        go = wire.get("go", started)
+        for ev in events:
+            ev["t_s"] = round(ev.pop("_at") - go, 3)
+        return build_phase(spec, wire, self.sampler, events)
+
+    def _act(self, action: Action, started: float, stop: threading.Event,
+             events: list[dict[str, Any]]) -> None:
+        delay = started + action.at_s - time.perf_counter()
+        if delay > 0 and stop.wait(delay):
+            return
+        at = time.perf_counter()
+        try:
+            info = action.fn(stop)
+        except Exception as exc:  # recorded, the phase goes on
+            info = {"error": f"{type(exc).__name__}: {exc}"}
+        events.append({"name": action.name, "_at": at, **info})
+
+    def settle(self, seconds: float) -> None:
+        """Let the server settle (closing sockets, GC) before a resource reading."""
+        time.sleep(seconds)
+
+    def restart_server(self) -> dict[str, Any]:
+        """Restart the managed server on the same port and re-point the sampler."""
+        if self.target.server is None:
+            raise RuntimeError("restart needs a server started by the instrument")
+        info = self.target.server.restart()
+        self.target.pid = self.target.server.pid
+        if self.sampler is not None:
+            self.sampler.set_pid(self.target.pid)
+        return dict(info)
+
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout_s: float = 5.0) -> dict[str, Any]:
+        """One request on a fresh session (admin calls, probes); returns the reply."""
+        headers = {"Authorization": f"Bearer {self.target.token}"} if self.target.token \
+            else None
+        with sync_connect(self.target.url, subprotocols=[Subprotocol(P.SUBPROTOCOL)],
+                          additional_headers=headers, open_timeout=timeout_s,
+                          compression=None) as ws:
+            ws.send(P.initialize_frame(0))
+            json.loads(ws.recv(timeout=timeout_s))
+            ws.send(P.INITIALIZED_NOTIFICATION)
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                "params": params or {}}))
+            while True:
+                reply: dict[str, Any] = json.loads(ws.recv(timeout=timeout_s))
+                if reply.get("id") == 1:
+                    return reply
