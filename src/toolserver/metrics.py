@@ -73,9 +73,9 @@ def _bounds(multipliers: Iterable[str], exponents: Iterable[int]) -> tuple[float
     return tuple(float(f"{m}e{e}") for e in exponents for m in multipliers)
 
 
-#: Fine latency buckets (10 per decade, 10 us .. 80 s): about +-12 % percentile resolution.
+#: Fine latency buckets (10 per decade, 1 us .. 80 s): about +-12 % percentile resolution.
 FINE_BOUNDS: tuple[float, ...] = _bounds(
-    ("1", "1.25", "1.5", "2", "2.5", "3", "4", "5", "6", "8"), range(-5, 2)
+    ("1", "1.25", "1.5", "2", "2.5", "3", "4", "5", "6", "8"), range(-6, 2)
 )
 
 #: Prometheus histogram bounds: a subset of ``FINE_BOUNDS`` (aggregated at scrape time).
