@@ -56,7 +56,7 @@ class ServerProcess:
         self.port = int(self.url.rsplit(":", 1)[1])
 
     def stderr(self) -> str:
-        self._stderr.flush()
+        # The child writes this file directly; our handle is only for Popen.
         return self.stderr_path.read_text(errors="replace")
 
     def connect(self, **kwargs: Any) -> ClientConnection:

@@ -23,8 +23,12 @@ BAD_FRAMES: list[tuple[str, str | bytes, int, object]] = [
     ("no jsonrpc member", json.dumps({"id": 2, "method": "ping"}), -32600, 2),
     ("no method", json.dumps({"jsonrpc": "2.0", "id": 3}), -32600, 3),
     ("object id", json.dumps({"jsonrpc": "2.0", "id": {}, "method": "ping"}), -32600, None),
-    ("params not object", json.dumps({"jsonrpc": "2.0", "id": 4, "method": "ping", "params": 1}),
-     -32600, 4),  # fmt: skip
+    (
+        "params not object",
+        json.dumps({"jsonrpc": "2.0", "id": 4, "method": "ping", "params": 1}),
+        -32600,
+        4,
+    ),  # fmt: skip
     ("unknown method", request("resources/list", 5), -32601, 5),
     ("admin disabled", request("admin/provider", 6, provider="glm"), -32601, 6),
     ("unknown tool", call("nope", 7), -32602, 7),
