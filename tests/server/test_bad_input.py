@@ -28,7 +28,7 @@ BAD_FRAMES: list[tuple[str, str | bytes, int, object]] = [
         json.dumps({"jsonrpc": "2.0", "id": 4, "method": "ping", "params": 1}),
         -32600,
         4,
-    ),  # fmt: skip
+    ),
     ("unknown method", request("resources/list", 5), -32601, 5),
     ("admin disabled", request("admin/provider", 6, provider="glm"), -32601, 6),
     ("unknown tool", call("nope", 7), -32602, 7),
