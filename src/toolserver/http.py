@@ -13,6 +13,9 @@ WebSocket handshake. So one port serves both the MCP endpoint and these routes:
 ``/monitoring/ws``  WebSocket: one snapshot per second (:func:`monitoring_stream`)
 ==================  =========================================================
 
+:func:`serve_monitoring` serves the same routes on a separate port instead, for
+deployments that keep monitoring off the public WebSocket port.
+
 WebSocket upgrade requests (other than the ones the server routes itself) are never
 intercepted, so the MCP hot path pays one dict lookup per *connection*, nothing per
 message. Monitoring routes are deliberately unauthenticated (like a health check): they
@@ -35,7 +38,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -47,6 +50,7 @@ __all__ = [
     "AppState",
     "make_process_request",
     "monitoring_stream",
+    "serve_monitoring",
 ]
 
 MONITORING_WS_PATH = "/monitoring/ws"
@@ -87,6 +91,27 @@ def make_process_request(app: AppState) -> ProcessRequest:
         return _json(http.HTTPStatus.NOT_FOUND, {"error": "not found", "routes": sorted(routes)})
 
     return process_request
+
+
+async def serve_monitoring(app: AppState, host: str, port: int) -> Server:
+    """Serve the monitoring routes alone on their own port (for a ``--monitoring-port``).
+
+    Same routes and stream as on the WebSocket port, but any other WebSocket upgrade is
+    answered 404, so this listener never reaches the MCP handler. The caller closes the
+    returned server (``server.close(); await server.wait_closed()``).
+    """
+    hook = make_process_request(app)
+
+    def only_monitoring(connection: ServerConnection, request: Request) -> Response | None:
+        response = hook(connection, request)
+        if response is None and request.path.split("?", 1)[0] != MONITORING_WS_PATH:
+            return _json(http.HTTPStatus.NOT_FOUND, {"error": "not found"})
+        return response
+
+    async def handler(websocket: ServerConnection) -> None:
+        await monitoring_stream(websocket, app)
+
+    return await serve(handler, host, port, process_request=only_monitoring, compression=None)
 
 
 async def monitoring_stream(websocket: Any, app: AppState) -> None:

@@ -557,7 +557,22 @@ class ServerMetrics:
 
         Counters are read at call time (exact); rates and percentiles are as of the last
         tick (``tick`` / ``tick_age_s``). If no ticker has run for over 1.5 s, tick now
-        so the document is never stale.
+        so the document is never stale. Keys (schema 1; ``http`` adds ``version``)::
+
+            schema, enabled, time (unix s), uptime_s, tick, tick_age_s, draining
+            connections: current, opened, closed, rejected, rejected_by_reason{reason}
+            messages: in, out, bytes_in, bytes_out, rate_in{1s,10s,60s}, rate_out{...}
+            requests: total, by_outcome{ok,tool_error,error,busy}, by_method{m},
+                      by_tool{tool: {outcome: n}}, rate{1s,10s,60s}
+            inflight: current, peak_1s          rejections: overload, rate{1s,10s,60s}
+            latency: window_s (60), overall / last_10s / last_1s / by_tool{tool or method}
+                     each {count, mean_ms, p50_ms, p95_ms, p99_ms} (busy excluded)
+            providers{name}: calls, failures, breaker, latency{count, mean_ms, p50_ms,...}
+            requestlog: queue_depth, rows_written
+            process: cpu_seconds, cpu_percent, rss_bytes, open_fds, threads
+
+        Rates are over *up to* the window (less right after start); a value is ``None``
+        until two ticks exist, a percentile ``None`` when its window saw no request.
         """
         if self._frames and time.monotonic() - self._frames[-1].t > 1.5:
             self.tick()

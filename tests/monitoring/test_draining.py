@@ -16,6 +16,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
+from websockets.exceptions import InvalidStatus
 
 from toolserver.config import RequestLogOptions, ServerConfig
 from toolserver.server import ServerState
@@ -61,3 +62,32 @@ async def scenario() -> None:
 
 def test_health_is_503_while_draining() -> None:
     asyncio.run(scenario())
+
+
+async def separate_port() -> None:
+    from toolserver.http import serve_monitoring
+
+    state = ServerState(ServerConfig(requestlog=RequestLogOptions(url="none")))
+    server = await serve_monitoring(state, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        status, body = await asyncio.to_thread(get, base + "/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, body = await asyncio.to_thread(get, base + "/metrics")
+        assert status == 200 and up_gauge(body.decode()) == 1
+        async with connect(f"ws://127.0.0.1:{port}/monitoring/ws") as ws:
+            assert "history" in json.loads(await ws.recv())
+        # an MCP upgrade on the monitoring port is refused, never handled
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/", subprotocols=["mcp"]):  # type: ignore[list-item]
+                raise AssertionError("MCP handshake must fail on the monitoring port")
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 404
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_monitoring_on_a_separate_port() -> None:
+    asyncio.run(separate_port())
