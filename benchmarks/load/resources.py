@@ -99,18 +99,23 @@ def summarize(samples: list[Sample], ok_messages: int) -> dict[str, Any]:
     """Server figures of one span: CPU %, CPU µs per message, RSS/fds/threads, slopes.
 
     CPU time per message counts user+system seconds between the first and last sample
-    divided by the successful messages of the span, the cost measure asv compares.
+    divided by the successful messages of the span, the cost measure asv compares. A
+    restart in between (cumulative CPU going down) counts the new process from zero.
     """
     if len(samples) < 2:
         return {"samples_n": len(samples)}
     first, last = samples[0], samples[-1]
     wall = last[0] - first[0]
-    cpu = (last[1] + last[2]) - (first[1] + first[2])
+    cpu = 0.0
     pcts = []
     for a, b in itertools.pairwise(samples):
+        used = (b[1] + b[2]) - (a[1] + a[2])
+        if used < 0:  # the server restarted in between: the new process starts from 0
+            used = b[1] + b[2]
+        cpu += used
         dt = b[0] - a[0]
         if dt > 0:
-            pcts.append(100.0 * ((b[1] + b[2]) - (a[1] + a[2])) / dt)
+            pcts.append(100.0 * used / dt)
     t0 = first[0]
     rss_pts = [(s[0] - t0, s[3] / 1024.0) for s in samples]
     fd_pts = [(s[0] - t0, float(s[4])) for s in samples]

@@ -65,6 +65,8 @@ class Runner:
     workers: int = 1
     progress_s: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
+    #: (start, end) perf_counter of the last phase's measurement window
+    last_window: tuple[float, float] = (0.0, 0.0)
 
     def spec(self, name: str, loop: LoopKind, connections: int, call: Call,
              duration_s: float, **kw: Any) -> PhaseSpec:
@@ -95,6 +97,8 @@ class Runner:
         for th in threads:
             th.join(timeout=60)
         go = wire.get("go", started)
+        self.last_window = (wire["window_start"], min(wire["window_end"],
+                                                      wire.get("send_stopped", float("inf"))))
         for ev in events:
             ev["t_s"] = round(ev.pop("_at") - go, 3)
         return build_phase(spec, wire, self.sampler, events)

@@ -7,8 +7,6 @@ legitimate reasons). A leak shows up as a steady positive slope.
 
 from __future__ import annotations
 
-import time
-
 from ..profiles import Soak
 from ..protocol import default_call
 from ..resources import slope_per_min
@@ -18,7 +16,6 @@ from ..runner import Runner
 
 def run(runner: Runner, p: Soak, res: ScenarioResult) -> None:
     """One long open-loop phase, then the slopes."""
-    t_before = time.perf_counter()
     ph = res.add_phase(runner.run(runner.spec(
         "soak", "open", p.connections, default_call(p.tool), p.duration_s,
         warmup_s=p.warmup_s, rate=p.rate, arrival="poisson")))
@@ -30,7 +27,7 @@ def run(runner: Runner, p: Soak, res: ScenarioResult) -> None:
         res.notes.append("no server PID: slopes not measured")
         return
     samples = ph.get("server", {})
-    window = sampler.window(t_before + p.warmup_s, time.perf_counter())
+    window = sampler.window(*runner.last_window)
     if len(window) >= 3:
         t_start, t_end = window[0][0], window[-1][0]
         cut = t_start + (t_end - t_start) / 5
