@@ -1,0 +1,142 @@
+"""Glue between asv and the instrument: run one scenario, hand its figures to asv.
+
+asv imports this module inside the environment of the commit being measured,
+which holds only the server's runtime dependencies, so it uses the standard
+library alone. The measuring itself happens in another process:
+
+* the **server** runs from this environment's interpreter (``sys.executable``),
+  so the commit under test is the one asv installed;
+* the **instrument** (``benchmarks/load``) runs from a fixed interpreter, the
+  project's own ``.venv`` (or ``BENCH_INSTRUMENT_PYTHON``), so the load
+  generator, its ``websockets`` client and its statistics are identical for
+  every commit being compared.
+
+A scenario runs once per ``asv run`` and environment, in ``setup_cache``; every
+figure is then its own ``track_`` benchmark that reads the cached result. A
+figure is returned to asv as ``{"samples": [...], "number": 1}``: asv_runner
+0.3.x passes such a dict through as a timing-style result, so asv stores the
+samples, computes the median and a 99 % confidence interval, and ``asv
+compare`` / ``asv continuous`` judge significance with a Mann-Whitney U test
+(p < 0.002, which needs at least 7 samples a side) instead of a bare ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: The repository holding this suite (the working tree asv imports it from).
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Profiles: smoke (CI, seconds), quick (pre-merge), full (nightly, the plan's durations).
+PROFILES = ("smoke", "quick", "full")
+
+
+def profile() -> str:
+    """The profile selected with ``BENCH_PROFILE`` (default ``quick``)."""
+    name = os.environ.get("BENCH_PROFILE", "quick").strip() or "quick"
+    if name not in PROFILES:
+        raise ValueError(f"BENCH_PROFILE={name!r}: expected one of {', '.join(PROFILES)}")
+    return name
+
+
+def instrument_python() -> str:
+    """The pinned interpreter that runs the load generator.
+
+    Never the asv environment's interpreter: that one changes with the commit
+    (its ``websockets`` is whatever the commit pins), and the instrument must not.
+    """
+    explicit = os.environ.get("BENCH_INSTRUMENT_PYTHON")
+    candidates = [Path(explicit)] if explicit else [ROOT / ".venv" / "bin" / "python"]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError(
+        f"no instrument interpreter: looked for {', '.join(map(str, candidates))}; "
+        "create the project's venv (see README) or set BENCH_INSTRUMENT_PYTHON"
+    )
+
+
+def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run one scenario of the instrument against this environment's server.
+
+    Returns the instrument's JSON document. The instrument's progress lines go
+    to this process's stderr, which asv shows with ``-e``.
+    """
+    prof = profile()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            instrument_python(),
+            "-m",
+            "benchmarks.load",
+            "--scenario",
+            scenario,
+            "--profile",
+            prof,
+            "--server-python",
+            sys.executable,
+            "--json",
+            str(out),
+            "--quiet",
+            *extra_args,
+        ]
+        env = dict(os.environ)
+        # asv puts its environment first on PATH and sets VIRTUAL_ENV; the
+        # instrument must not inherit either, nor a PYTHONPATH.
+        env.pop("VIRTUAL_ENV", None)
+        env.pop("PYTHONPATH", None)
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(
+                f"instrument failed (exit {proc.returncode}) after "
+                f"{time.monotonic() - started:.1f} s: {' '.join(cmd)}\n{proc.stdout[-4000:]}"
+            )
+        document: dict[str, Any] = json.loads(out.read_text())
+    return document
+
+
+def samples(values: list[float]) -> dict[str, Any] | float:
+    """The value asv_runner hands on with full statistics.
+
+    An empty or all-NaN list becomes NaN, which asv records as "skipped"
+    rather than as a failure or a misleading zero.
+    """
+    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not clean:
+        return math.nan
+    return {"samples": clean, "number": 1}
+
+
+def figure(result: dict[str, Any], name: str) -> dict[str, Any] | float:
+    """One figure of a scenario result, as asv samples.
+
+    ``metric_samples`` holds the per-window repeats of a figure (several
+    measurement windows per phase, and several server processes where the
+    profile asks for them); a figure measured only once falls back to its
+    single value in ``metrics``.
+    """
+    repeated = result.get("metric_samples", {}).get(name)
+    if repeated:
+        return samples(repeated)
+    value = result.get("metrics", {}).get(name)
+    return samples([value]) if value is not None else math.nan
+
+
+def cached(scenario: str, timeout: float) -> Any:
+    """A ``setup_cache`` that runs ``scenario`` once per asv run and environment."""
+
+    def setup_cache(self: object) -> dict[str, Any]:
+        return run_scenario(scenario)
+
+    setup_cache.timeout = timeout  # type: ignore[attr-defined]  # asv reads it
+    return setup_cache
+

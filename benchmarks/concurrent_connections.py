@@ -1,0 +1,47 @@
+"""Concurrent connections: rapid establishment, 1000 held, churn, resources."""
+
+from ._harness import cached, figure
+
+
+class ConcurrentConnections:
+    """The plan: 100 connections in <1 s, 1000 held, fds back to baseline after churn."""
+
+    version = "1"
+    timeout = 60
+
+    setup_cache = cached("concurrent_connections", timeout=3600)
+
+    def track_establish_100_connections(self, result):
+        """Wall time until all of the rapid phase's connections were open."""
+        return figure(result, "rapid.connect_wall_ms")
+
+    def track_connect_p99(self, result):
+        """TCP + WebSocket handshake, p99 over the rapid phase."""
+        return figure(result, "rapid.connect_p99_ms")
+
+    def track_memory_per_connection(self, result):
+        """Server RSS growth per held connection."""
+        return figure(result, "hold.rss_kib_per_connection")
+
+    def track_held_latency_p99(self, result):
+        """Latency of the light traffic while all connections are held."""
+        return figure(result, "hold.p99_ms")
+
+    def track_churn_fd_delta(self, result):
+        """Open file descriptors after churn minus before (a leak grows this)."""
+        return figure(result, "churn.fd_delta")
+
+    def track_churn_rss_delta(self, result):
+        return figure(result, "churn.rss_delta_kib")
+
+    def track_churn_server_cpu_per_cycle(self, result):
+        """Server CPU per connect-initialize-call-close cycle."""
+        return figure(result, "churn.server_cpu_us_per_msg")
+
+    track_establish_100_connections.unit = "ms"
+    track_connect_p99.unit = "ms"
+    track_memory_per_connection.unit = "KiB"
+    track_held_latency_p99.unit = "ms"
+    track_churn_fd_delta.unit = "fds"
+    track_churn_rss_delta.unit = "KiB"
+    track_churn_server_cpu_per_cycle.unit = "µs"

@@ -1,0 +1,47 @@
+"""End-to-end latency by tool type, open loop (Poisson arrivals).
+
+Latency is measured from each request's intended send time, so a stalled
+server shows up as latency instead of as fewer requests (no coordinated
+omission). ``load`` is the lightest and the heaviest rate of the profile.
+"""
+
+from ._harness import cached, figure, profile
+
+TOOLS = ["echo", "status", "chat", "analyze"]
+LOADS = ["light", "heavy"]
+# The open-loop rates (requests/s over all connections) of each profile,
+# as in benchmarks/load/profiles.py: light = the first, heavy = the last.
+RATES = {"smoke": (20, 20), "quick": (20, 200), "full": (20, 1000)}
+
+
+def _phase(tool, load):
+    light, heavy = RATES[profile()]
+    return f"{tool}_{light if load == 'light' else heavy}rps"
+
+
+class EndToEndLatency:
+    """The plan's targets: p50 <50 ms, p95 <100 ms, p99 <200 ms, nothing over 1 s."""
+
+    params = [TOOLS, LOADS]
+    param_names = ["tool", "load"]
+    version = "1"
+    timeout = 60
+
+    setup_cache = cached("end_to_end_latency", timeout=1800)
+
+    def track_latency_p50(self, result, tool, load):
+        return figure(result, f"{_phase(tool, load)}.p50_ms")
+
+    def track_latency_p95(self, result, tool, load):
+        return figure(result, f"{_phase(tool, load)}.p95_ms")
+
+    def track_latency_p99(self, result, tool, load):
+        return figure(result, f"{_phase(tool, load)}.p99_ms")
+
+    def track_server_cpu_per_call(self, result, tool, load):
+        return figure(result, f"{_phase(tool, load)}.server_cpu_us_per_msg")
+
+    track_latency_p50.unit = "ms"
+    track_latency_p95.unit = "ms"
+    track_latency_p99.unit = "ms"
+    track_server_cpu_per_call.unit = "µs"

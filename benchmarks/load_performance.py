@@ -1,0 +1,44 @@
+"""Load performance: closed loop at 1, 10, 100 and 1000 concurrent clients.
+
+Each client keeps one ``echo`` call in flight (closed loop: latency is measured
+from the actual send, so it is the service time seen by a waiting client).
+Figures are per client count; lower is better for all of them, so time per
+message stands in for throughput (a rate that drops would read as better).
+"""
+
+from ._harness import cached, figure
+
+CLIENTS = [1, 10, 100, 1000]
+
+
+class LoadPerformance:
+    """The plan's targets: p95 <50/100/200/500 ms; >1K/10K/20K/10K msg/s."""
+
+    params = [CLIENTS]
+    param_names = ["clients"]
+    # Bump only when what a figure means changes; a new version drops its history.
+    version = "1"
+    timeout = 60
+
+    setup_cache = cached("load_performance", timeout=1800)
+
+    def track_latency_p50(self, result, clients):
+        return figure(result, f"clients_{clients}.p50_ms")
+
+    def track_latency_p95(self, result, clients):
+        return figure(result, f"clients_{clients}.p95_ms")
+
+    def track_latency_p99(self, result, clients):
+        return figure(result, f"clients_{clients}.p99_ms")
+
+    def track_time_per_message(self, result, clients):
+        return figure(result, f"clients_{clients}.us_per_msg")
+
+    def track_server_cpu_per_message(self, result, clients):
+        return figure(result, f"clients_{clients}.server_cpu_us_per_msg")
+
+    track_latency_p50.unit = "ms"
+    track_latency_p95.unit = "ms"
+    track_latency_p99.unit = "ms"
+    track_time_per_message.unit = "µs"
+    track_server_cpu_per_message.unit = "µs"
