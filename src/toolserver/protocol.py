@@ -31,6 +31,7 @@ __all__ = [
     "error_frame",
     "parse",
     "result_frame",
+    "text_frame",
     "tool_result_frame",
 ]
 
@@ -111,6 +112,15 @@ _TEXT_RESULT: Final = (
 )
 
 
+def text_frame(id: RequestId, text: str, is_error: bool = False) -> str:
+    """The frame for a tool result holding one text item (what most tools return)."""
+    return _TEXT_RESULT % (
+        id if type(id) is int else "null" if id is None else encode_basestring(str(id)),
+        encode_basestring(text),
+        "true" if is_error else "false",
+    )
+
+
 def tool_result_frame(id: RequestId, result: dict[str, Any]) -> str:
     """:func:`result_frame` for a tool result, fast for the usual one-text-item shape.
 
@@ -125,11 +135,7 @@ def tool_result_frame(id: RequestId, result: dict[str, Any]) -> str:
         if len(item) == 2 and type(text) is str and item.get("type") == "text":
             is_error = result.get("isError")
             if is_error is True or is_error is False:
-                return _TEXT_RESULT % (
-                    id if type(id) is int else "null" if id is None else encode_basestring(str(id)),
-                    encode_basestring(text),
-                    "true" if is_error else "false",
-                )
+                return text_frame(id, text, is_error)
     return result_frame(id, result)
 
 
@@ -157,7 +163,25 @@ def parse(text: str) -> Request | str | None:
         if type(msg) is list:
             return error_frame(None, INVALID_REQUEST, "batch requests are not supported")
         return error_frame(None, INVALID_REQUEST, "a request must be a JSON object")
+    # Fast path: a well-formed request with an id and object (or no) params,
+    # i.e. nearly every message. Everything else takes the careful path.
+    id_ = msg.get("id")
+    method = msg.get("method")
+    if (
+        (type(id_) is int or type(id_) is str)
+        and type(method) is str
+        and msg.get("jsonrpc") == "2.0"
+    ):
+        params = msg.get("params")
+        if type(params) is dict:
+            return Request(id_, method, params, False)
+        if params is None:
+            return Request(id_, method, {}, False)
+    return _parse_slow(msg)
 
+
+def _parse_slow(msg: dict[str, Any]) -> Request | str | None:
+    """Notifications, client responses and every kind of invalid request."""
     has_id = "id" in msg
     id_ = msg.get("id")
     if has_id and id_ is not None and not _valid_id(id_):

@@ -57,6 +57,7 @@ from .protocol import (
     error_frame,
     parse,
     result_frame,
+    text_frame,
     tool_result_frame,
 )
 from .providers import Provider, SimulatedProvider, make_providers
@@ -340,10 +341,14 @@ class ServerState:
             return error_frame(
                 request.id, INVALID_PARAMS, f"invalid arguments for {tool.name}: {exc.message}"
             )
-        provider = tool.provider_of(arguments)
+        provider = arguments.get("provider", "glm") if tool.uses_provider else None
         limiter = self.limiter
-        scope = "draining" if self.draining else limiter.reject_scope(session.inflight)
-        if scope is not None:
+        if (
+            session.inflight >= limiter.per_connection
+            or limiter.inflight >= limiter.total
+            or self.draining
+        ):
+            scope = "draining" if self.draining else limiter.reject_scope(session.inflight)
             self._log(session, tool.name, provider, "busy", start)
             return error_frame(request.id, BUSY, "server busy", {"scope": scope})
         try:
@@ -352,6 +357,9 @@ class ServerState:
             logger.exception("tool %s failed", tool.name)
             self._log(session, tool.name, provider, "error", start)
             return error_frame(request.id, INTERNAL_ERROR, "internal error")
+        if isinstance(output, str):
+            self._log(session, tool.name, provider, "ok", start)
+            return text_frame(request.id, output)
         if isinstance(output, dict):
             status = "tool_error" if output["isError"] else "ok"
             self._log(session, tool.name, provider, status, start)
@@ -372,15 +380,20 @@ class ServerState:
         request_id: str | int | None,
         tool: str,
         provider: str | None,
-        output: Awaitable[dict[str, Any]],
+        output: Awaitable[str | dict[str, Any]],
         start: float,
     ) -> None:
         status = "cancelled"
         frame = None
         try:
             result = await output
-            status = "tool_error" if result["isError"] else "ok"
-            frame = tool_result_frame(request_id, result)
+            if type(result) is str:
+                status = "ok"
+                frame = text_frame(request_id, result)
+            else:
+                assert isinstance(result, dict)
+                status = "tool_error" if result["isError"] else "ok"
+                frame = tool_result_frame(request_id, result)
         except Exception:
             logger.exception("tool %s failed", tool)
             status = "error"

@@ -4,11 +4,13 @@ Each tool's ``inputSchema`` is compiled once with fastjsonschema at import
 time: validating arguments then costs a plain Python function call instead of
 walking the schema per message.
 
-A handler returns either the result dict (tools that need no I/O: the server
-answers those inline, without creating a task) or an awaitable (tools that
-wait on a timer or a provider: the server runs those as a task so they never
-block other requests on the connection). That split is the main reason the
-hot path stays close to a bare websockets echo server.
+A handler returns either its output (tools that need no I/O: the server
+answers those inline, without creating a task) or an awaitable of it (tools
+that wait on a timer or a provider: the server runs those as a task so they
+never block other requests on the connection). That split is the main reason
+the hot path stays close to a bare websockets echo server. The output is a
+``str`` for a successful one-text result (the server fills a pre-built frame
+template: no result dict to build and re-encode) or a full MCP result dict.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from .providers import PROVIDER_NAMES, Completion, Provider, ProviderError
 __all__ = ["TOOLS", "Tool", "ToolContext", "error_result", "text_result"]
 
 ToolResult = dict[str, Any]
-HandlerOutput = ToolResult | Awaitable[ToolResult]
+#: ``str``: success with that one text item; dict: any MCP ``CallToolResult``.
+ToolOutput = str | ToolResult
+HandlerOutput = ToolOutput | Awaitable[ToolOutput]
 
 
 def text_result(text: str) -> ToolResult:
@@ -77,6 +81,8 @@ class Tool:
     input_schema: dict[str, Any]
     handler: Callable[[ToolContext, dict[str, Any]], HandlerOutput]
     validate: Callable[[Any], Any]
+    #: Takes a ``provider`` argument (default ``glm``) that the request log records.
+    uses_provider: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The ``tools/list`` entry."""
@@ -88,9 +94,7 @@ class Tool:
 
     def provider_of(self, arguments: dict[str, Any]) -> str | None:
         """Which provider a call uses, for the request log."""
-        if "provider" in self.input_schema["properties"] and self.name != "listmodels":
-            return arguments.get("provider", "glm")
-        return None
+        return arguments.get("provider", "glm") if self.uses_provider else None
 
 
 # --- echo -------------------------------------------------------------------
@@ -100,31 +104,31 @@ def _echo(ctx: ToolContext, args: dict[str, Any]) -> HandlerOutput:
     delay = args.get("delay_ms")
     if delay:
         return _echo_later(args["text"], delay)
-    return text_result(args["text"])
+    return args["text"]  # type: ignore[no-any-return]
 
 
-async def _echo_later(text: str, delay_ms: float) -> ToolResult:
+async def _echo_later(text: str, delay_ms: float) -> str:
     await asyncio.sleep(delay_ms / 1000.0)
-    return text_result(text)
+    return text
 
 
 # --- status / listmodels ----------------------------------------------------
 
 
 def _status(ctx: ToolContext, args: dict[str, Any]) -> HandlerOutput:
-    return text_result(json.dumps(ctx.status(), sort_keys=True))
+    return json.dumps(ctx.status(), sort_keys=True)
 
 
 def _listmodels(ctx: ToolContext, args: dict[str, Any]) -> HandlerOutput:
     names = [args["provider"]] if "provider" in args else list(ctx.providers)
     listing = {name: list(ctx.providers[name].models) for name in names}
-    return text_result(json.dumps(listing, sort_keys=True))
+    return json.dumps(listing, sort_keys=True)
 
 
 # --- chat / analyze ---------------------------------------------------------
 
 
-async def _chat(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+async def _chat(ctx: ToolContext, args: dict[str, Any]) -> ToolOutput:
     provider = args.get("provider", "glm")
     try:
         completion = await ctx.complete(
@@ -132,10 +136,10 @@ async def _chat(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         )
     except (ProviderError, CircuitOpenError) as exc:
         return error_result(str(exc))
-    return text_result(completion.text)
+    return completion.text
 
 
-async def _analyze(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+async def _analyze(ctx: ToolContext, args: dict[str, Any]) -> ToolOutput:
     provider = args.get("provider", "glm")
     steps = args.get("steps", 3)
     text = args["text"]
@@ -150,7 +154,7 @@ async def _analyze(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         except (ProviderError, CircuitOpenError) as exc:
             return error_result(f"analyze failed at step {step}/{steps}: {exc}")
         findings.append(completion.text)
-    return text_result("\n".join(f"{i}. {line}" for i, line in enumerate(findings, 1)))
+    return "\n".join(f"{i}. {line}" for i, line in enumerate(findings, 1))
 
 
 # --- registry ---------------------------------------------------------------
@@ -174,6 +178,8 @@ def _tool(
     description: str,
     schema: dict[str, Any],
     handler: Callable[[ToolContext, dict[str, Any]], HandlerOutput],
+    *,
+    uses_provider: bool = False,
 ) -> Tool:
     return Tool(
         name=name,
@@ -181,6 +187,7 @@ def _tool(
         input_schema=schema,
         handler=handler,
         validate=fastjsonschema.compile(schema),
+        uses_provider=uses_provider,
     )
 
 
@@ -218,6 +225,7 @@ TOOLS: dict[str, Tool] = {
                 ["prompt"],
             ),
             _chat,
+            uses_provider=True,
         ),
         _tool(
             "analyze",
@@ -231,6 +239,7 @@ TOOLS: dict[str, Tool] = {
                 ["text"],
             ),
             _analyze,
+            uses_provider=True,
         ),
         _tool(
             "listmodels",
