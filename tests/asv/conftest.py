@@ -66,13 +66,6 @@ def copy_project(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def slow_down_echo(project: Project, microseconds: int) -> None:
-    """Plant a CPU-bound slowdown in the server's ``echo`` tool of the copy."""
-    from tests.asv.planting import plant_echo_slowdown
-
-    plant_echo_slowdown(project.path, microseconds)
-
-
 @pytest.fixture(scope="session")
 def asv_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """One throwaway repository per test session; its asv environment is shared."""

@@ -1,0 +1,161 @@
+"""Planted changes of known effect, for proving the detection.
+
+A *plant* edits a checkout of the toolserver the way a careless commit would:
+a busy-wait on the message path (+CPU per message), a sleep before the
+provider call (+latency of ``chat``), memory kept per connection (a leak), a
+busy-wait in the handshake (slower connection establishment). Neutral plants
+change documentation or code without changing speed. The detection
+self-test (``python -m scheduler evaluate``) and the tests commit these into
+throwaway repositories and check which ones the service names.
+
+Plants insert statements at the top of a function found by name, so they keep
+working while the server's code evolves; a missing anchor is a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER = Path("src/toolserver/server.py")
+TOOLS = Path("src/toolserver/tools.py")
+
+
+class AnchorNotFound(RuntimeError):
+    """The function a plant edits no longer exists in the checkout."""
+
+
+@dataclass(frozen=True)
+class Plant:
+    """One change to commit, and what it should do to the figures."""
+
+    name: str
+    description: str
+    apply: Callable[[Path], None]
+    #: Regexes of asv benchmark names that must be flagged; empty: neutral.
+    expect: tuple[str, ...] = field(default=())
+
+    @property
+    def neutral(self) -> bool:
+        return not self.expect
+
+
+def insert_at_top(path: Path, function: str, lines: list[str]) -> None:
+    """Insert ``lines`` as the first statements of ``def function(...)`` in ``path``."""
+    source = path.read_text().splitlines(keepends=True)
+    pattern = re.compile(rf"^(\s*)(async\s+)?def\s+{re.escape(function)}\s*\(")
+    for i, line in enumerate(source):
+        match = pattern.match(line)
+        if not match:
+            continue
+        # The signature may span lines: it ends at the first line ending in ':'.
+        end = i
+        while not source[end].split("#", 1)[0].rstrip().endswith(":"):
+            end += 1
+        indent = match.group(1) + "    "
+        block = [f"{indent}{text}\n" for text in lines]
+        path.write_text("".join(source[: end + 1] + block + source[end + 1 :]))
+        return
+    raise AnchorNotFound(f"no function {function!r} in {path}")
+
+
+def _spin(microseconds: float) -> list[str]:
+    """A CPU-bound wait: CPU time per call grows by about ``microseconds``."""
+    ns = int(microseconds * 1000)
+    return [
+        f"_planted_until = __import__('time').perf_counter_ns() + {ns}",
+        "while __import__('time').perf_counter_ns() < _planted_until:",
+        "    pass",
+    ]
+
+
+def cpu_per_message(microseconds: float) -> Plant:
+    """Every ``tools/call`` burns extra CPU on the event loop."""
+    return Plant(
+        name=f"cpu+{microseconds:g}us",
+        description=f"busy-wait of {microseconds:g} µs in every tools/call",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call", _spin(microseconds)),
+        expect=(r"server_cpu_per_message\(.*", r"LoadPerformance\.track_time_per_message"),
+    )
+
+
+def chat_latency(milliseconds: float) -> Plant:
+    """``chat`` waits before calling its provider (p95 of chat grows)."""
+    return Plant(
+        name=f"chat+{milliseconds:g}ms",
+        description=f"sleep of {milliseconds:g} ms before every chat provider call",
+        apply=lambda root: insert_at_top(
+            root / TOOLS, "_chat", [f"await __import__('asyncio').sleep({milliseconds / 1000!r})"]
+        ),
+        expect=(r"EndToEndLatency\.track_latency_p(50|95|99)\(chat",),
+    )
+
+
+def connection_leak(kib: int) -> Plant:
+    """Each connection leaves ``kib`` KiB behind that is never freed."""
+    return Plant(
+        name=f"leak{kib}KiB",
+        description=f"{kib} KiB kept for ever per accepted connection",
+        apply=lambda root: insert_at_top(
+            root / SERVER,
+            "handler",
+            # Written bytes, not zeros: calloc'd zero pages would not count in RSS.
+            [f"globals().setdefault('_PLANTED_LEAK', []).append(b'x' * {kib * 1024})"],
+        ),
+        expect=(r"memory_per_connection", r"churn_rss_delta"),
+    )
+
+
+def slow_connect(microseconds: float) -> Plant:
+    """The handshake burns CPU before answering (connection establishment slows)."""
+    return Plant(
+        name=f"connect+{microseconds:g}us",
+        description=f"busy-wait of {microseconds:g} µs in every handshake",
+        apply=lambda root: insert_at_top(root / SERVER, "process_request", _spin(microseconds)),
+        expect=(r"establish_100_connections", r"connect_p99", r"churn_server_cpu"),
+    )
+
+
+def docs_change(n: int) -> Plant:
+    """Documentation only."""
+
+    def apply(root: Path) -> None:
+        readme = root / "README.md"
+        text = readme.read_text() if readme.exists() else ""
+        readme.write_text(text + f"\n<!-- documentation revision {n} -->\n")
+
+    return Plant(name=f"docs{n}", description="README change only", apply=apply)
+
+
+def comment_change(n: int) -> Plant:
+    """A comment on the hot path: same bytecode."""
+    return Plant(
+        name=f"comment{n}",
+        description="comment added in tools/call",
+        apply=lambda root: insert_at_top(
+            root / SERVER, "_tools_call", [f"# revision {n}: the request is validated below"]
+        ),
+    )
+
+
+def unused_code(n: int) -> Plant:
+    """A new function nobody calls."""
+
+    def apply(root: Path) -> None:
+        path = root / TOOLS
+        path.write_text(
+            path.read_text()
+            + f"\n\ndef _unused_helper_{n}(value: int) -> int:\n    return value * {n}\n"
+        )
+
+    return Plant(name=f"unused{n}", description="unused helper function added", apply=apply)
+
+
+NEUTRAL_KINDS: tuple[Callable[[int], Plant], ...] = (docs_change, comment_change, unused_code)
+
+
+def neutral(count: int) -> list[Plant]:
+    """``count`` neutral plants, cycling through the kinds."""
+    return [NEUTRAL_KINDS[i % len(NEUTRAL_KINDS)](i + 1) for i in range(count)]
