@@ -1,0 +1,25 @@
+"""Scenario 3 (end-to-end latency) per tool type: echo, status, chat, analyze.
+
+CI asserts no failed request and no response over 1 s at the lowest rate; the plan's
+p50 < 50 ms, p95 < 100 ms, p99 < 200 ms per tool are asserted with ``E2E_FULL=1`` (note
+that ``analyze`` makes 3 sequential provider calls of ~20 ms each by default).
+"""
+
+from __future__ import annotations
+
+from e2e_support import failed_criteria, scenario
+
+
+def test_end_to_end_latency() -> None:
+    doc = scenario("end_to_end_latency")
+    by_tool = doc["analysis"]["latency_ms_by_tool_and_rate"]
+    assert set(by_tool) == {"echo", "status", "chat", "analyze"}
+    for ph in doc["phases"]:
+        assert ph["loop"] == "open"
+        assert ph["latency_ms"]["count"] > 0
+        assert ph["requests"]["failed"] == 0, (ph["name"], ph["errors"])
+    # the provider-backed tools must actually wait for the simulated provider
+    chat = next(p for p in doc["phases"] if p["name"].startswith("chat_"))
+    echo = next(p for p in doc["phases"] if p["name"].startswith("echo_"))
+    assert chat["latency_ms"]["p50"] > echo["latency_ms"]["p50"]
+    assert not failed_criteria(doc), failed_criteria(doc)

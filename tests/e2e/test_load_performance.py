@@ -1,0 +1,33 @@
+"""Scenario 1 (load performance) against a server the test starts, by URL.
+
+CI asserts what a shared 2-core machine can honestly meet: every connection opens, no
+failed request, no response over 1 s at 1 and 10 clients, real traffic at every step; the
+plan's latency and throughput targets (1 client < 50 ms and > 1K msg/s ... 1000 clients
+< 500 ms and > 10K msg/s) are asserted with ``E2E_FULL=1``.
+"""
+
+from __future__ import annotations
+
+from e2e_support import FULL, failed_criteria, scenario
+
+from benchmarks.load.server_process import ServerProcess
+
+
+def test_load_performance(server: ServerProcess) -> None:
+    doc = scenario("load_performance", url=server.url, server_pid=server.pid)
+    assert doc["schema"] == "benchmarks.load/1"
+    steps = [p for p in doc["phases"] if p["name"].startswith("clients_")]
+    assert len(steps) >= 3
+    for ph in steps:
+        assert ph["loop"] == "closed"
+        n = ph["settings"]["connections"]
+        assert ph["connections"]["opened"] == n, ph["connection_errors"]
+        assert ph["requests"]["ok"] > 0
+        assert ph["requests"]["failed"] == 0, ph["errors"]
+        assert ph["us_per_msg"] is not None and ph["us_per_msg"] > 0
+        assert ph["server"]["cpu_us_per_msg"] is not None
+    assert doc["analysis"]["degradation"], "degradation analysis missing"
+    assert doc["analysis"]["latency_growth"] in ("sub-linear", "linear", "super-linear")
+    assert not failed_criteria(doc), failed_criteria(doc)
+    if FULL:
+        assert doc["passed"]

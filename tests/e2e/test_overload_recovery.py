@@ -1,0 +1,29 @@
+"""Scenario 4 (overload and recovery): busy shedding, circuit breaker, restart.
+
+The instrument starts the server itself (the restart needs to own the process) with
+``--allow-admin`` and a global in-flight cap of 32, so capacity = cap / echo delay.
+CI asserts the rejection behaviour (fast -32001 busy errors, no other errors, accepted
+latency bounded, clean service after the overload), the breaker opening and closing
+again, and clients reconnecting after the restart.
+"""
+
+from __future__ import annotations
+
+from e2e_support import criterion, failed_criteria, scenario
+
+from benchmarks.load import protocol as P
+
+
+def test_overload_recovery() -> None:
+    doc = scenario("overload_recovery")
+    phases = {p["name"]: p for p in doc["phases"]}
+    assert {"probe", "overload", "recover", "breaker", "restart"} <= set(phases), \
+        (sorted(phases), doc["notes"])
+    over = phases["overload"]
+    assert over["errors"].get(P.KIND_BUSY, 0) > 0, over["errors"]
+    assert over["achieved_rate_msg_s"] > over["throughput_msg_s"], "nothing was shed"
+    assert criterion(doc, "breaker: circuit opened")["passed"]
+    assert criterion(doc, "breaker: closed again")["passed"]
+    assert criterion(doc, "restart: every client reconnected")["passed"]
+    assert doc["server"]["starts"] == 2
+    assert not failed_criteria(doc), failed_criteria(doc)
