@@ -14,7 +14,7 @@ construct a new ``JSONEncoder`` per call, which shows up on the hot path.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from json.scanner import make_scanner
 from typing import Any, Final
 
@@ -43,9 +43,11 @@ INTERNAL_ERROR: Final = -32603
 #: Implementation-defined code for "over an in-flight cap, try again".
 BUSY: Final = -32001
 
-#: Compact separators keep frames small; ensure_ascii=False avoids \\u escapes
-#: (the frame is UTF-8 on the wire anyway).
-encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: Compact separators keep frames small. ensure_ascii stays on: JSON text may
+#: carry lone surrogates ("\\ud800") that Python decodes happily but that
+#: cannot be encoded as UTF-8, so a non-ASCII frame could fail in send() and
+#: take the connection down. Escaped output is always valid.
+encode = json.JSONEncoder(separators=(",", ":")).encode
 
 #: The C scanner that ``json.loads`` ends up calling, without the wrapper's
 #: type checks and two whitespace regex matches (about 1 us per message).
@@ -115,8 +117,8 @@ _TEXT_RESULT: Final = (
 def text_frame(id: RequestId, text: str, is_error: bool = False) -> str:
     """The frame for a tool result holding one text item (what most tools return)."""
     return _TEXT_RESULT % (
-        id if type(id) is int else "null" if id is None else encode_basestring(str(id)),
-        encode_basestring(text),
+        id if type(id) is int else "null" if id is None else encode_basestring_ascii(str(id)),
+        encode_basestring_ascii(text),
         "true" if is_error else "false",
     )
 
@@ -159,6 +161,9 @@ def parse(text: str) -> Request | str | None:
         msg = _decode(text)
     except ValueError as exc:  # JSONDecodeError and bad surrogates alike
         return error_frame(None, PARSE_ERROR, f"invalid JSON: {exc}")
+    except RecursionError:
+        # "[[[[...": valid-looking JSON nested deeper than the interpreter allows.
+        return error_frame(None, PARSE_ERROR, "invalid JSON: nested too deeply")
     if type(msg) is not dict:
         if type(msg) is list:
             return error_frame(None, INVALID_REQUEST, "batch requests are not supported")

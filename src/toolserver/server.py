@@ -267,51 +267,61 @@ class ServerState:
         message_out = metrics.message_out
         request_done = metrics.request_done
         perf_counter = time.perf_counter
-        methods = self._methods
         tools_call = self._tools_call
         async for message in ws:
             start = perf_counter()
             message_in(len(message))
-            if type(message) is not str:
-                await send(BINARY_FRAME_ERROR)
-                message_out(len(BINARY_FRAME_ERROR))
-                request_done("invalid", None, "error", perf_counter() - start)
-                continue
-            request = parse(message)
-            if type(request) is not Request:
-                if request is not None:
-                    assert isinstance(request, str)
-                    await send(request)
-                    message_out(len(request))
+            try:
+                if type(message) is not str:
+                    frame = BINARY_FRAME_ERROR
                     request_done("invalid", None, "error", perf_counter() - start)
-                continue
-            method = request.method
-            if method == "tools/call":
-                frame = tools_call(session, request, start)
-                if frame is None:
-                    continue  # running as a task; it answers when done
-            elif request.is_notification:
-                # notifications/initialized, notifications/cancelled, ...:
-                # nothing to answer, and unknown ones must be ignored.
-                if method == "notifications/initialized":
-                    session.initialized = True
-                continue
-            else:
-                handler = methods.get(method)
-                if handler is None:
-                    frame = error_frame(request.id, METHOD_NOT_FOUND, f"method not found: {method}")
-                    method = "unknown"  # bounded label set for the metrics
-                    outcome = "error"
                 else:
-                    try:
-                        frame = result_frame(request.id, handler(session, request))
-                        outcome = "ok"
-                    except RpcError as exc:
-                        frame = error_frame(request.id, exc.code, exc.message, exc.data)
-                        outcome = "error"
-                request_done(method, None, outcome, perf_counter() - start)
+                    request = parse(message)
+                    if type(request) is not Request:
+                        if request is None:
+                            continue  # a client response: nothing to answer
+                        assert isinstance(request, str)
+                        frame = request
+                        request_done("invalid", None, "error", perf_counter() - start)
+                    elif request.is_notification:
+                        # notifications/initialized, notifications/cancelled, ...:
+                        # never answered; unknown ones (a tools/call without id
+                        # included) are ignored, as JSON-RPC allows.
+                        if request.method == "notifications/initialized":
+                            session.initialized = True
+                        continue
+                    elif request.method == "tools/call":
+                        answer = tools_call(session, request, start)
+                        if answer is None:
+                            continue  # running as a task; it answers when done
+                        frame = answer
+                    else:
+                        frame = self._call_method(session, request, start)
+            except Exception:
+                # Safety net: a bug triggered by one message costs that
+                # message an error, not the connection (or the server).
+                logger.exception("unexpected error handling a message")
+                frame = error_frame(None, INTERNAL_ERROR, "internal error")
             await send(frame)
             message_out(len(frame))
+
+    def _call_method(self, session: Session, request: Request, start: float) -> str:
+        """Everything but ``tools/call``: cheap methods answered inline."""
+        method = request.method
+        handler = self._methods.get(method)
+        if handler is None:
+            frame = error_frame(request.id, METHOD_NOT_FOUND, f"method not found: {method}")
+            method = "unknown"  # bounded label set for the metrics
+            outcome = "error"
+        else:
+            try:
+                frame = result_frame(request.id, handler(session, request))
+                outcome = "ok"
+            except RpcError as exc:
+                frame = error_frame(request.id, exc.code, exc.message, exc.data)
+                outcome = "error"
+        self.metrics.request_done(method, None, outcome, time.perf_counter() - start)
+        return frame
 
     # --- tools/call -------------------------------------------------------------------
 
@@ -386,26 +396,31 @@ class ServerState:
         status = "cancelled"
         frame = None
         try:
-            result = await output
-            if type(result) is str:
-                status = "ok"
-                frame = text_frame(request_id, result)
-            else:
-                assert isinstance(result, dict)
-                status = "tool_error" if result["isError"] else "ok"
-                frame = tool_result_frame(request_id, result)
-        except Exception:
-            logger.exception("tool %s failed", tool)
-            status = "error"
-            frame = error_frame(request_id, INTERNAL_ERROR, "internal error")
+            try:
+                result = await output
+                if type(result) is str:
+                    status = "ok"
+                    frame = text_frame(request_id, result)
+                else:
+                    assert isinstance(result, dict)
+                    status = "tool_error" if result["isError"] else "ok"
+                    frame = tool_result_frame(request_id, result)
+            except Exception:
+                logger.exception("tool %s failed", tool)
+                status = "error"
+                frame = error_frame(request_id, INTERNAL_ERROR, "internal error")
+            finally:
+                self._log(session, tool, provider, status, start)
+            with contextlib.suppress(ConnectionClosed):
+                await session.ws.send(frame)
+                self.metrics.message_out(len(frame))
         finally:
+            # The slot is held until the answer is handed to the socket: a
+            # client that stops reading then runs out of slots and gets "busy"
+            # instead of piling up finished tasks waiting to send.
             session.inflight -= 1
             self.limiter.inflight -= 1
             self.metrics.set_inflight(self.limiter.inflight)
-            self._log(session, tool, provider, status, start)
-        with contextlib.suppress(ConnectionClosed):
-            await session.ws.send(frame)
-            self.metrics.message_out(len(frame))
 
     # --- other methods ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ BAD_FRAMES: list[tuple[str, str | bytes, int, object]] = [
     # (case, frame, expected code, expected id)
     ("invalid json", '{"jsonrpc": "2.0", "id": 1, "method": ', -32700, None),
     ("binary frame", b"\x00\x01binary", -32700, None),
+    ("nested too deeply", "[" * 2000 + "]" * 2000, -32700, None),
     ("batch array", "[]", -32600, None),
     ("json scalar", "17", -32600, None),
     ("no jsonrpc member", json.dumps({"id": 2, "method": "ping"}), -32600, 2),
@@ -78,6 +79,15 @@ def test_notifications_get_no_answer(shared_server: ServerProcess) -> None:
         ws.send(request("notifications/initialized", None))
         ws.send(request("notifications/whatever", None))
         ws.send(json.dumps({"jsonrpc": "2.0", "id": 99, "result": {}}))  # a client response
+        ws.send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "tools/call",  # no id: no answer
+                    "params": {"name": "echo", "arguments": {"text": "x"}},
+                }
+            )
+        )
         assert rpc(ws, request("ping", "p"))["id"] == "p"
 
 
@@ -132,3 +142,14 @@ def test_every_tool_answers(shared_server: ServerProcess) -> None:
         listing = rpc(ws, request("tools/list", 5))["result"]["tools"]
         assert {t["name"] for t in listing} == {"echo", "status", "chat", "analyze", "listmodels"}
         assert all(t["inputSchema"]["type"] == "object" for t in listing)
+
+
+def test_lone_surrogates_and_unicode_round_trip(shared_server: ServerProcess) -> None:
+    # "\ud800" is valid JSON but not encodable as UTF-8: answers must escape it.
+    frame = (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        '"params":{"name":"echo","arguments":{"text":"a\\ud800b ☃ é"}}}'
+    )
+    with shared_server.connect() as ws:
+        assert text_of(rpc(ws, frame)) == "a\ud800b ☃ é"
+        assert text_of(rpc(ws, call("echo", 2, text="日本語"))) == "日本語"
