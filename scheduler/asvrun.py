@@ -149,7 +149,8 @@ class AsvProject:
     # ---- running -----------------------------------------------------------------------
 
     def run(self, commit: str, profile: str, *,
-            progress: Callable[[str], None] | None = None) -> RunOutcome:
+            progress: Callable[[str], None] | None = None,
+            started: Callable[[int | None], None] | None = None) -> RunOutcome:
         """Build and benchmark one commit with one profile; never raises for a commit that
         fails to build or whose benchmarks error (that is a ``failed`` outcome with its log).
         """
@@ -161,7 +162,7 @@ class AsvProject:
         cmd = [*self.exe, "run", "--config", str(self.config_path), "--machine", machine,
                "--record-samples", "--show-stderr", *self.cfg.asv.extra_args,
                f"{commit}^!"]
-        started = time.monotonic()
+        t0 = time.monotonic()
         holder = _Proc()
         with self._lock:
             self._current = holder
@@ -172,6 +173,8 @@ class AsvProject:
         except OSError as exc:
             raise AsvError(f"cannot start asv ({cmd[0]}): {exc}") from None
         holder.proc = proc
+        if started:
+            started(proc.pid)  # its process group id: lets a restarted daemon clean up
         if holder.abandoned:  # abandon() raced with the start
             _kill_group(proc)
         timer = threading.Timer(self.cfg.asv.run_timeout_s, self._timeout, args=(holder,))
@@ -186,10 +189,12 @@ class AsvProject:
             rc = proc.wait()
         finally:
             timer.cancel()
+            if started:
+                started(None)
             with self._lock:
                 self._current = _Proc()
         log = "".join(holder.lines)
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - t0
         if holder.abandoned:
             return RunOutcome("abandoned", rc, log, "run abandoned (shutdown)", seconds=seconds)
         if rc is not None and rc < 0:
@@ -310,6 +315,29 @@ class AsvProject:
                     bad=rev_to_hash.get(str(rev_b), ""), before=float(before),
                     after=float(after)))
         return out
+
+
+def kill_orphan(pgid: int) -> bool:
+    """Terminate an ``asv run`` left behind by a daemon killed with SIGKILL (its own
+    session survives the parent). Checks the command line first: PIDs get reused."""
+    try:
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    if b"asv" not in cmdline or b" run " not in cmdline + b" ":
+        return False
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for _ in range(100):
+        if not Path(f"/proc/{pgid}").exists():
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    return True
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

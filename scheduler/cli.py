@@ -100,13 +100,10 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int:
-    from .service import say
-
     with StateLock(cfg.state_dir):
         svc = _service(cfg, args.quiet)
         try:
-            for r in svc.state.recover():
-                say(f"re-queued {r.short} ({r.profile}): it was running when stopped")
+            svc.recover()
             if poll:
                 svc.poll()
             n = svc.drain(max_runs=getattr(args, "max_runs", None))

@@ -25,10 +25,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import jobs
-from .config import Config
+from .config import Config, SiteConfig
 from .lock import StateLock
 from .service import Service, say
-from .site import SiteServer
+from .site import SiteServer, ensure_placeholder
 
 
 def build_scheduler(cfg: Config, key: str) -> BlockingScheduler:
@@ -79,13 +79,16 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
     site: SiteServer | None = None
     key = str(cfg.path or cfg.state_dir)
     try:
-        for r in svc.state.recover():
-            say(f"re-queued {r.short} ({r.profile}): it was running when the daemon stopped")
+        svc.recover()
         site = SiteServer(cfg.site.html_dir, cfg.site.host, cfg.site.port,
                           plots_dir=svc.plots_dir).start()
         svc.site_url = cfg.site.base_url(site.port)
+        local = SiteConfig(host=cfg.site.host).base_url(site.port)
         svc.publish()
-        print(f"history page: {svc.site_url}index.html", flush=True)
+        ensure_placeholder(cfg.site.html_dir)
+        print(f"history page: {local}index.html", flush=True)
+        if svc.site_url != local:
+            print(f"public URL (used in alerts): {svc.site_url}index.html", flush=True)
         jobs.register(key, svc)
         sched = build_scheduler(cfg, key)
 

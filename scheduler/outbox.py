@@ -40,7 +40,8 @@ class Outbox:
         return self.state.outbox_put(key, kind, message)
 
     def flush(self, *, now: float | None = None) -> tuple[int, int]:
-        """Try every due message once; returns (sent, failed)."""
+        """Try due messages in order; returns (sent, failed). Stops at the first retryable
+        failure (the rest are still due at the next flush)."""
         sent = failed = 0
         for item in self.state.outbox_due(now):
             progress = dict(item.progress)
@@ -61,6 +62,9 @@ class Outbox:
                 else:
                     log.warning("alert %s not delivered (attempt %d, retry in %.0fs): %s",
                                 item.key, attempts, backoff_s(attempts), exc)
+                    # the service is down or throttling us: leave the rest for the next
+                    # flush instead of spending the in-call retries on each of them
+                    break
                 continue
             self.state.outbox_sent(item.id)
             sent += 1

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import messages
-from .asvrun import AsvError, AsvProject, RunOutcome
+from .asvrun import AsvError, AsvProject, RunOutcome, kill_orphan
 from .baselines import Baselines, BaselinesError, load_baselines
 from .config import Config
 from .gitrepo import Commit, GitError, GitRepo
@@ -169,7 +169,8 @@ class Service:
         self._say(f"measuring {run.short} on {run.branch} (profile {run.profile}, "
                   f"{run.kind}); {queued} more queued")
         try:
-            outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress)
+            outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress,
+                                   started=self._asv_started)
         except AsvError as exc:
             # asv itself is unusable (bad asv.conf.json, missing benchmarks): not this
             # commit's fault — put it back and let a human fix the configuration.
@@ -207,6 +208,19 @@ class Service:
             self._maybe_summary(run.kind)
         self.flush()
         return outcome
+
+    def _asv_started(self, pid: int | None) -> None:
+        self.state.set_meta("asv_pgid", str(pid or ""))
+
+    def recover(self) -> None:
+        """Start-up after a crash: stop an orphaned asv run, re-queue what was running."""
+        pgid = self.state.get_meta("asv_pgid")
+        if pgid.isdigit() and kill_orphan(int(pgid)):
+            self._say(f"stopped asv run {pgid} left behind by a killed scheduler")
+        self.state.set_meta("asv_pgid", "")
+        for r in self.state.recover():
+            self._say(f"re-queued {r.short} ({r.profile}): it was running when the "
+                      "scheduler stopped")
 
     def _progress(self, line: str) -> None:
         if self.verbose and ("%]" in line or "Building" in line or "Installing" in line

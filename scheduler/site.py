@@ -37,6 +37,23 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
+PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="30"><title>Benchmarks</title></head>
+<body><h1>No results published yet</h1>
+<p>The scheduler is measuring the first commits; this page reloads every 30 seconds and
+becomes the asv history site after the first run.</p></body></html>
+"""
+
+
+def ensure_placeholder(html_dir: Path) -> None:
+    """Before the first ``asv publish`` there is no site: serve a page that says so
+    instead of a 404 (publish replaces the whole directory)."""
+    html_dir.mkdir(parents=True, exist_ok=True)
+    index = html_dir / "index.html"
+    if not index.exists():
+        index.write_text(PLACEHOLDER, encoding="utf-8")
+
+
 class SiteServer:
     """``html_dir`` on ``host:port`` (port 0 picks a free port) in a daemon thread."""
 
