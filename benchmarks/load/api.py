@@ -72,6 +72,7 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             if admin is None:
                 admin = "--allow-admin" in extra
         assert url is not None
+        check_loopback(url)
         gen_cores = pin_generator(0) if pin and server is not None else None
         health = fetch_health(url)
         sampler = ResourceSampler(server_pid).start() if server_pid else None
@@ -109,6 +110,17 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             server.stop()
         if old_affinity is not None and pin:
             os.sched_setaffinity(0, old_affinity)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def check_loopback(url: str) -> None:
+    """The instrument only ever loads 127.0.0.1: it is a benchmark, not a load-testing
+    tool for other people's machines."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if host not in LOOPBACK:
+        raise ValueError(f"only loopback targets are allowed, got {url!r}")
 
 
 def _jsonable(params: Any) -> dict[str, Any]:

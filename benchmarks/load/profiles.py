@@ -59,8 +59,8 @@ class OverloadRecovery:
     """Busy shedding past capacity, circuit breaker, server restart."""
 
     delay_ms: float = 50.0              # echo delay: capacity = in-flight cap / delay
-    probe_connections: int = 8
-    probe_inflight: int = 32
+    connections: int = 8
+    probe_rate: float = 2000.0          # open loop, far above the capped capacity
     probe_s: float = 2.0
     overload_factor: float = 2.0
     overload_s: float = 4.0

@@ -291,7 +291,7 @@ def table(doc: dict[str, Any]) -> str:
     """The human table: one row per phase, then the criteria with PASS/FAIL."""
     head = (f"{'phase':<22} {'loop':<6} {'conn':>5} {'load':>8} {'msg/s':>9} {'p50':>7} "
             f"{'p95':>7} {'p99':>7} {'p99.9':>7} {'max':>8} {'err%':>6} {'srv cpu%':>8} "
-            f"{'µs cpu/msg':>10} {'rss MiB':>7}  errors")
+            f"{'µs cpu/msg':>10} {'rss MiB':>7} {'gen cpu%':>8}  errors")
     lines = [f"scenario {doc['scenario']} / profile {doc['profile']} / "
              f"{doc['elapsed_s']:.1f}s / server {doc['server'].get('url', '?')} "
              f"/ latency in ms", head, "-" * len(head)]
@@ -317,7 +317,8 @@ def table(doc: dict[str, Any]) -> str:
             f"{_fmt(lat['p95'], 2):>7} {_fmt(lat['p99'], 2):>7} {_fmt(lat['p99_9'], 2):>7} "
             f"{_fmt(lat['max'], 1):>8} {_fmt(100 * ef if ef is not None else None, 2):>6} "
             f"{_fmt(srv.get('cpu_percent_mean')):>8} {_fmt(srv.get('cpu_us_per_msg')):>10} "
-            f"{_fmt(rss / 1024 if rss else None):>7}  {top}")
+            f"{_fmt(rss / 1024 if rss else None):>7} "
+            f"{_fmt(ph['generator'].get('cpu_percent')):>8}  {top}")
     if doc.get("analysis"):
         lines.append("analysis: " + json.dumps(doc["analysis"], default=str)[:2000])
     for c in doc["criteria"]:

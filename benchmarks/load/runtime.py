@@ -8,6 +8,7 @@ of different loop kinds are then comparable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -121,7 +122,7 @@ class Context:
                 if refill and expired and not session.closed:
                     for _ in range(expired):
                         if self.may_send():
-                            asyncio.get_running_loop().create_task(session.send(now))
+                            asyncio.get_running_loop().create_task(_send_quietly(session, now))
             if (self.progress is not None and self.spec.progress_s > 0
                     and now - last_progress >= self.spec.progress_s):
                 last_progress = now
@@ -145,3 +146,9 @@ class Context:
         """Close every session (code 1000) concurrently."""
         await asyncio.gather(*(s.close() for s in list(self.sessions)),
                              return_exceptions=True)
+
+
+async def _send_quietly(session: Session, intended: float) -> None:
+    """A replacement send from the sweeper; a broken connection is its reader's business."""
+    with contextlib.suppress(Exception):
+        await session.send(intended)

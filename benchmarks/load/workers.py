@@ -51,7 +51,7 @@ def _worker(spec: PhaseSpec, index: int, barrier: Any, stop: Any, counters: Any,
 
 
 def _run_workers(spec: PhaseSpec, stop: StopFlag | None) -> dict[str, Any]:
-    n = spec.workers
+    n = min(spec.workers, max(1, spec.connections))  # every worker needs a connection
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(n + 1)
     stop_ev = ctx.Event()

@@ -1,11 +1,13 @@
 """Scenario 4, overload and recovery.
 
-1. *Shedding.* A closed-loop probe with far more requests in flight than the server
-   admits (echo with ``delay_ms``, so capacity is set by the in-flight caps, not by the
-   CPU of this machine) measures the accepted rate = capacity. Then an open loop at
-   ``overload_factor`` x capacity: the server must answer the excess with fast "busy"
-   errors (JSON-RPC -32001) while the latency of accepted requests stays bounded; then a
-   lower rate must be served cleanly again.
+1. *Shedding.* An open-loop probe at ``probe_rate``, far above what the server admits
+   (echo with ``delay_ms``, so capacity is set by the in-flight caps, not by the CPU of
+   this machine), measures the accepted rate = capacity. (Not a closed loop: there every
+   fast rejection would immediately trigger the next request, a reject storm that eats
+   the server's CPU and understates capacity.) Then an open loop at ``overload_factor`` x
+   capacity: the server must answer the excess with fast "busy" errors (JSON-RPC -32001)
+   while the latency of accepted requests stays bounded; then a lower rate must be served
+   cleanly again.
 2. *Circuit breaker* (needs ``--allow-admin``): ``chat`` traffic while ``admin/provider``
    sets ``failure_rate`` 1.0 and later back to 0.0; the timeline must show
    ``tool:circuit_open`` errors and then successes again. A probe thread measures how long
@@ -45,18 +47,21 @@ def shedding(runner: Runner, p: OverloadRecovery, res: ScenarioResult) -> None:
     """probe -> overload -> recover."""
     call = tool_call("echo", {"delay_ms": p.delay_ms})
     probe = res.add_phase(runner.run(runner.spec(
-        "probe", "closed", p.probe_connections, call, p.probe_s, warmup_s=0.5,
-        inflight=p.probe_inflight)))
+        "probe", "open", p.connections, call, p.probe_s, warmup_s=0.5,
+        rate=p.probe_rate)))
     capacity = probe["throughput_msg_s"]
     res.analysis["capacity_msg_s"] = capacity
     res.metrics["probe.capacity_msg_s"] = capacity
     busy_in_probe = probe["errors"].get(P.KIND_BUSY, 0)
     res.analysis["probe_busy_rejections"] = busy_in_probe
+    if busy_in_probe == 0:
+        res.notes.append(f"the probe at {p.probe_rate:g} msg/s was not rejected: capacity is "
+                         "at least that (raise probe_rate or lower --max-inflight)")
     if capacity <= 0:
         res.check("probe: server accepted requests", capacity, ">", 0.0)
         return
     over = res.add_phase(runner.run(runner.spec(
-        "overload", "open", p.probe_connections, call, p.overload_s, warmup_s=0.5,
+        "overload", "open", p.connections, call, p.overload_s, warmup_s=0.5,
         rate=capacity * p.overload_factor, arrival="poisson", timeline_bucket_s=0.5)))
     busy = over["errors"].get(P.KIND_BUSY, 0)
     answered = over["requests"]["ok"] + over["requests"]["failed"]
@@ -74,7 +79,7 @@ def shedding(runner: Runner, p: OverloadRecovery, res: ScenarioResult) -> None:
     res.check("overload: accepted rate near capacity (ratio)",
               over["throughput_msg_s"] / capacity, ">=", 0.5)
     rec = res.add_phase(runner.run(runner.spec(
-        "recover", "open", p.probe_connections, call, p.recover_s, warmup_s=0.5,
+        "recover", "open", p.connections, call, p.recover_s, warmup_s=0.5,
         rate=capacity * p.recover_factor, arrival="poisson")))
     res.check("recover: error fraction after overload", rec["requests"]["error_fraction"],
               "<=", 0.01)
