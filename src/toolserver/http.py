@@ -32,7 +32,7 @@ import http
 import json
 import mimetypes
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol
@@ -114,30 +114,40 @@ async def serve_monitoring(app: AppState, host: str, port: int) -> Server:
     return await serve(handler, host, port, process_request=only_monitoring, compression=None)
 
 
-async def monitoring_stream(websocket: Any, app: AppState) -> None:
+async def monitoring_stream(websocket: ServerConnection, app: AppState) -> None:
     """Serve ``/monitoring/ws``: push a JSON snapshot after every metrics tick (~1 s).
 
     The first message also carries ``"history"`` (the last few minutes of per-second
-    points) so the dashboard's charts are full as soon as it connects. Returns when the
-    client goes away or the server closes the connection; incoming frames are ignored.
+    points) so the dashboard's charts are full as soon as it connects. Incoming frames
+    are ignored. Once the server drains, one last snapshot (``"draining": true``) is sent
+    and the stream closes with 1001, so an open dashboard never holds up shutdown.
     """
     metrics = app.metrics
     first = True
-    with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
+    with contextlib.suppress(ConnectionClosed):
         while True:
             doc = _snapshot(app)
             if first:
                 doc["history"] = metrics.history()
                 first = False
             await websocket.send(json.dumps(doc, separators=(",", ":")))
-            await _next_tick(metrics)
+            if doc["draining"]:
+                await websocket.close(1001, "server draining")
+                return
+            await _next_tick(app)
 
 
-async def _next_tick(metrics: ServerMetrics) -> None:
-    """Wait for the next tick; fall back to a 1 s sleep when no ticker task runs."""
-    waiter: Awaitable[None] = metrics.wait_tick()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(waiter, timeout=1.5)
+async def _next_tick(app: AppState) -> None:
+    """Wait for the next metrics tick (at most 1.5 s, in case no ticker task runs), but
+    return within a quarter second once the server starts draining."""
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(app.metrics.wait_tick())
+    deadline = loop.time() + 1.5
+    try:
+        while not waiter.done() and not app.draining and loop.time() < deadline:
+            await asyncio.wait([waiter], timeout=0.25)
+    finally:
+        waiter.cancel()
 
 
 def _snapshot(app: AppState) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from toolserver.config import RequestLogOptions, ServerConfig
 from toolserver.server import ServerState
@@ -58,6 +58,12 @@ async def scenario() -> None:
             assert json.loads((await asyncio.to_thread(get, base + "/api/metrics"))[1])["draining"]
             assert up_gauge((await asyncio.to_thread(get, base + "/metrics"))[1].decode()) == 0
             assert json.loads(await asyncio.wait_for(ws.recv(), 3))["draining"] is True
+            # ...and then the stream ends, so an open dashboard never delays shutdown
+            try:
+                await asyncio.wait_for(ws.recv(), 3)
+                raise AssertionError("stream should close once draining")
+            except ConnectionClosed as exc:
+                assert exc.rcvd is not None and exc.rcvd.code == 1001
 
 
 def test_health_is_503_while_draining() -> None:

@@ -227,3 +227,29 @@ def test_monitoring_ws_pushes_a_snapshot_every_second(server: Server) -> None:
     assert ticks == sorted(ticks) and ticks[-1] > ticks[0]
     assert 0.8 <= elapsed <= 4.5
     assert docs[-1]["version"]
+
+
+def test_open_dashboard_stream_does_not_delay_shutdown(server: Server) -> None:
+    """SIGTERM with a /monitoring/ws client attached: exit 0 well inside the drain bounds."""
+    import signal
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def watch() -> tuple[float, list[dict[str, Any]]]:
+        got: list[dict[str, Any]] = []
+        async with connect(server.ws_url + "/monitoring/ws") as ws:
+            got.append(json.loads(await ws.recv()))
+            t0 = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                while True:
+                    got.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            except ConnectionClosed:
+                pass
+            return time.monotonic() - t0, got
+
+    elapsed, docs = asyncio.run(watch())
+    assert server.proc.wait(timeout=10) == 0
+    assert elapsed < 3.0
+    assert docs[-1]["draining"] is True
