@@ -61,7 +61,9 @@ PHASE::
                         cpu_percent_mean, cpu_percent_max, cpu_us_per_msg, rss_kib_start,
                         rss_kib_end, rss_kib_max, fds_start, fds_end, fds_max,
                         threads_max, rss_slope_kib_per_min, fd_slope_per_min
-    generator           {cpu_s, cpu_percent (of one core), workers}
+    generator           {cpu_s, cpu_percent (of one core, summed over workers),
+                        cpu_us_per_msg (generator CPU per request sent, warm-up included;
+                        1e6 / it = msg/s one generator core can drive), workers}
     timeline            when enabled: {bucket_s, rows: [[t_s, {kind: n}]]} (t relative to
                         the phase's first send; "ok" counts successes)
     events              actions run during the phase (restart, admin/provider) with "t_s"
@@ -149,6 +151,8 @@ def build_phase(spec: PhaseSpec, wire: dict[str, Any],
             "cpu_s": round(rec.cpu_s, 3),
             "cpu_percent": round(100 * rec.cpu_s / max(1e-9, wire.get("phase_end", 0) - go), 1)
             if _finite(go) is not None else None,
+            # generator CPU per request sent: 1e6 / this = what one generator core can drive
+            "cpu_us_per_msg": round(rec.cpu_s * 1e6 / rec.sent, 2) if rec.sent else None,
             "workers": spec.workers,
         },
         "events": events or [],
