@@ -253,3 +253,49 @@ def test_open_dashboard_stream_does_not_delay_shutdown(server: Server) -> None:
     assert server.proc.wait(timeout=10) == 0
     assert elapsed < 3.0
     assert docs[-1]["draining"] is True
+
+
+def test_refused_connections_are_counted_by_reason(
+    server_factory: Callable[..., Server],
+) -> None:
+    """401 without the token and 1013 over --max-connections, as the client saw them."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    server = server_factory("--token", "s3cret", "--max-connections", "1")
+    auth = {"Authorization": "Bearer s3cret"}
+
+    async def scenario() -> None:
+        try:
+            async with connect(server.ws_url, subprotocols=["mcp"]):  # type: ignore[list-item]
+                raise AssertionError("handshake without a token must fail")
+        except InvalidStatus as exc:
+            assert exc.response.status_code == 401
+        async with connect(
+            server.ws_url,
+            subprotocols=["mcp"],  # type: ignore[list-item]
+            additional_headers=auth,
+        ) as first:
+            await first.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            await first.recv()
+            async with connect(
+                server.ws_url,
+                subprotocols=["mcp"],  # type: ignore[list-item]
+                additional_headers=auth,
+            ) as second:
+                try:
+                    await asyncio.wait_for(second.recv(), 5)
+                    raise AssertionError("second connection must be closed with 1013")
+                except ConnectionClosed as exc:
+                    assert exc.rcvd is not None and exc.rcvd.code == 1013
+
+    asyncio.run(scenario())
+    # monitoring routes stay open without the token
+    doc = server.wait_api(lambda d: d["connections"]["closed"] == 1)
+    assert doc["connections"]["opened"] == 1
+    assert doc["connections"]["rejected_by_reason"] == {"auth": 1, "capacity": 1}
+    assert doc["connections"]["rejected"] == 2
+    assert doc["requests"]["by_method"] == {"ping": 1}
+    fams = samples(server.get("/metrics")[2].decode())
+    assert value(fams, "toolserver_connections_rejected_total", reason="auth") == 1
+    assert value(fams, "toolserver_connections_rejected_total", reason="capacity") == 1
