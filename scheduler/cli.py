@@ -142,6 +142,12 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     for r in st["recent"]:
         err = f"  {r['error'][:100]}" if r["error"] else ""
         print(f"  {r['commit_hash'][:8]} {r['profile']:8} {r['status']:6}{err}")
+    for profile, res in st["last_results"].items():
+        print(f"last {profile} results ({res['commit'][:8]}):")
+        if "error" in res:
+            print(f"  error: {res['error']}")
+        for bench, value in res.get("values", []):
+            print(f"  {bench}: {value}")
     print(f"open regressions: {len(st['open_regressions'])}")
     for a in st["open_regressions"]:
         unit = a["detail"].get("unit", "")

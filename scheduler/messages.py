@@ -40,9 +40,12 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
     pct = ""
     if f.before:
         pct = f" ({(f.after / f.before - 1) * 100:+.1f}%)"
-    sig = f.comparison.significance_text() if f.comparison else "absolute limit"
-    if f.asv_step:
-        sig += "; asv step detection agrees"
+    if f.comparison:
+        sig = f.comparison.significance_text()
+        if f.asv_step:
+            sig += "; asv step detection agrees"
+    else:
+        sig = "asv step detection" if f.asv_step else "absolute limit"
     rng = (f"{good.short if good else f.good[:8]}..{bad.short if bad else f.bad[:8]}"
            if f.good else (bad.short if bad else f.bad[:8]))
     text = (f"{title}: {f.bench} [{f.machine}] {before} → {after}{pct} at "

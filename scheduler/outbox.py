@@ -13,6 +13,7 @@ database and shown by ``status``, never silently dropped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -34,6 +35,8 @@ class Outbox:
         self.state = state
         self.notifier = notifier
         self.max_attempts = max_attempts
+        # the work job and the outbox job may both flush: never deliver one item twice
+        self._flushing = threading.Lock()
 
     def put(self, key: str, kind: str, message: dict[str, Any]) -> bool:
         """Queue a message once (False if this key was queued before)."""
@@ -42,6 +45,10 @@ class Outbox:
     def flush(self, *, now: float | None = None) -> tuple[int, int]:
         """Try due messages in order; returns (sent, failed). Stops at the first retryable
         failure (the rest are still due at the next flush)."""
+        with self._flushing:
+            return self._flush(now)
+
+    def _flush(self, now: float | None) -> tuple[int, int]:
         sent = failed = 0
         for item in self.state.outbox_due(now):
             progress = dict(item.progress)

@@ -40,7 +40,7 @@ from .judge import (
 from .notify import make_notifier
 from .outbox import Outbox
 from .plot import history_png
-from .results import ResultFile, ResultsError
+from .results import ResultFile, ResultsError, format_value
 from .site import graph_link
 from .state import Run, State
 
@@ -298,7 +298,8 @@ class Service:
                 if f:
                     findings.append(f)
         if self.cfg.judge.use_asv_steps:
-            self._corroborate_with_asv(findings, machine)
+            findings += self._asv_steps(findings, result, machine, run, history, status,
+                                        baselines)
         for f in findings:
             self._alert(f, run.branch, history)
         if newest:
@@ -350,16 +351,50 @@ class Service:
         self.state.enqueue(commit, run.branch, run.profile, "bisect",
                            int(info["date"]) if info else 0)
 
-    def _corroborate_with_asv(self, findings: list[Finding], machine: str) -> None:
+    def _asv_steps(self, findings: list[Finding], result: ResultFile, machine: str,
+                   run: Run, history: list[str], status: dict[str, str],
+                   baselines: Baselines) -> list[Finding]:
+        """asv's step detection (regressions.json of the last publish): marks agreeing
+        findings, and reports a step ending at this commit that the pairwise test missed
+        (e.g. single-sample series) — unless unmeasured commits hide where it started."""
         try:
             steps = self.asv.step_regressions()
         except ResultsError as exc:
             self._say(f"asv step detection unavailable: {exc}")
-            return
+            return []
+        mine = [s for s in steps if s.machine == machine]
         for f in findings:
-            if f.kind == "history" and any(
-                    s.machine == machine and s.id == f.bench and s.bad == f.bad for s in steps):
+            if f.kind == "history" and any(s.id == f.bench and s.bad == f.bad for s in mine):
                 f.asv_step = True
+        seen = {f.bench for f in findings if f.kind == "history"}
+        current = result.by_id()
+        extra: list[Finding] = []
+        for s in mine:
+            m = current.get(s.id)
+            if s.bad != run.commit_hash or s.id in seen or m is None:
+                continue
+            good = s.good
+            if not good:  # asv leaves it out when the step is a single commit
+                pos = history.index(s.bad) if s.bad in history else 0
+                good = history[pos - 1] if pos > 0 else ""
+            if not good:
+                continue
+            if good in history and s.bad in history:
+                gap = history[history.index(good) + 1: history.index(s.bad)]
+                if any(status.get(h) not in ("done", "failed") for h in gap):
+                    continue
+            thr = threshold_for(self.cfg.judge, baselines, s.id, self.cfg.asv.machine,
+                                run.profile)
+            if thr.unstable or s.before <= 0 or s.after <= s.before * (1 + thr.value):
+                continue
+            seen.add(s.id)
+            extra.append(Finding(
+                "history", machine, run.profile, s.id, m.benchmark, m.params, m.unit,
+                good, s.bad, s.before, s.after,
+                f"asv step detection: a step of {s.after / s.before - 1:+.0%} in the recent "
+                f"history, over the {thr.value:.0%} threshold ({thr.source})",
+                asv_step=True))
+        return extra
 
     def _alert(self, f: Finding, branch: str, history: list[str]) -> None:
         if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
@@ -452,8 +487,27 @@ class Service:
 
     # ---- reporting --------------------------------------------------------------------
 
+    def latest_results(self, limit: int = 40) -> dict[str, Any]:
+        """Values of the newest measured commit per profile (for ``status``)."""
+        out: dict[str, Any] = {}
+        for r in self.state.recent_finished(50):
+            if r["status"] != "done" or r["profile"] in out:
+                continue
+            try:
+                res = self.asv.result_for(r["commit_hash"], r["profile"])
+            except ResultsError as exc:
+                out[r["profile"]] = {"commit": r["commit_hash"], "error": str(exc)}
+                continue
+            if res is None:
+                continue
+            out[r["profile"]] = {"commit": r["commit_hash"], "values": [
+                (m.id, format_value(m.value, m.unit)) for m in res.measurements
+                if m.ok][:limit]}
+        return out
+
     def status(self) -> dict[str, Any]:
         return {
+            "last_results": self.latest_results(),
             "state_dir": str(self.cfg.state_dir),
             "site": self.site_url,
             "queued": [r.__dict__ for r in self.state.runs(status="queued")],

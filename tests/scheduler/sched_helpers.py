@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -265,3 +266,25 @@ def chdir(path: Path) -> Iterator[None]:
 
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def once(cfg: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = run_cli("--config", str(cfg), "once", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def runs(state_dir: Path) -> dict[str, str]:
+    with sqlite3.connect(state_dir / "state.sqlite3") as db:
+        return dict(db.execute("SELECT commit_hash, status FROM runs"))
+
+
+def texts(fake: FakeSlack, needle: str) -> list[str]:
+    return [b["text"] for b in fake.ok_calls("chat.postMessage") if needle in b["text"]]
+
+
+def alerts_file(state_dir: Path) -> list[dict[str, object]]:
+    path = state_dir / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -18,8 +18,12 @@ from sched_helpers import (
     REPO_ROOT,
     FakeSlack,
     TinyRepo,
+    alerts_file,
     bot_slack_config,
+    once,
     run_cli,
+    runs,
+    texts,
     write_config,
 )
 
@@ -31,28 +35,6 @@ benchmark = 'track_latency'
 max = 0.015
 note = "plan: latency < 15 ms"
 '''
-
-
-def once(cfg: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    proc = run_cli("--config", str(cfg), "once", env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def runs(state_dir: Path) -> dict[str, str]:
-    with sqlite3.connect(state_dir / "state.sqlite3") as db:
-        return dict(db.execute("SELECT commit_hash, status FROM runs"))
-
-
-def texts(fake: FakeSlack, needle: str) -> list[str]:
-    return [b["text"] for b in fake.ok_calls("chat.postMessage") if needle in b["text"]]
-
-
-def alerts_file(state_dir: Path) -> list[dict[str, object]]:
-    path = state_dir / "alerts.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_planted_slowdown_is_bisected_and_alerted_once(tmp_path: Path, shared: Path,
@@ -148,8 +130,10 @@ def _start_daemon(cfg: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
                             text=True, env={**os.environ, **env})
     assert proc.stdout is not None
     first = proc.stdout.readline()
-    assert first.startswith("history page: http://"), first + (proc.stderr.read()
-                                                                if proc.poll() else "")
+    if not first.startswith("history page: http://"):
+        proc.kill()
+        _out, err = proc.communicate(timeout=10)
+        raise AssertionError(f"daemon did not print the history page URL: {first!r}\n{err}")
     return proc, first.split()[-1]
 
 
