@@ -464,20 +464,40 @@ class ServerState:
     def all_tasks(self) -> list[asyncio.Task[None]]:
         return [task for session in self.sessions for task in session.tasks]
 
-    async def drain(self, server: Server, timeout: float) -> None:
-        """Stop accepting, let in-flight calls finish (bounded), then close connections."""
+    async def drain(
+        self, server: Server, timeout: float, force: asyncio.Event | None = None
+    ) -> None:
+        """Stop accepting, let in-flight calls finish (bounded), then close connections.
+
+        ``force`` (a second SIGTERM/SIGINT) cuts the wait short, for an
+        operator who does not want to wait out ``--drain-timeout``.
+        """
         self.draining = True
         # Close the listening socket only; open connections keep running so
         # in-flight answers can still be delivered.
         server.close(close_connections=False)
-        pending = self.all_tasks()
+        pending: set[asyncio.Future[Any]] = set(self.all_tasks())
         if pending:
-            _, not_done = await asyncio.wait(pending, timeout=timeout)
-            if not_done:
-                logger.warning("drain timeout: cancelling %d in-flight calls", len(not_done))
-                for task in not_done:
+            forced = asyncio.ensure_future(force.wait()) if force is not None else None
+            waiting = pending | {forced} if forced is not None else pending
+            deadline = asyncio.get_running_loop().time() + timeout
+            # Wait for every call, or the deadline, or a forced stop.
+            while pending and (forced is None or not forced.done()):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending -= done
+                waiting -= done
+            if forced is not None:
+                forced.cancel()
+            if pending:
+                logger.warning("drain cut short: cancelling %d in-flight calls", len(pending))
+                for task in pending:
                     task.cancel()
-                await asyncio.gather(*not_done, return_exceptions=True)
+                await asyncio.gather(*pending, return_exceptions=True)
         # Every handler returns once its connection is closed (1001 going away).
         closing = [
             asyncio.create_task(session.ws.close(1001, "server shutting down"))
@@ -485,7 +505,12 @@ class ServerState:
         ]
         if closing:
             await asyncio.wait(closing, timeout=5.0)
-        await asyncio.wait_for(server.wait_closed(), timeout=5.0)
+        try:
+            await asyncio.wait_for(server.wait_closed(), timeout=5.0)
+        except TimeoutError:
+            # A connection that ignores the closing handshake must not keep
+            # the process alive: exit anyway, the request log still flushes.
+            logger.warning("some connections did not close in time")
 
 
 async def run_server(
@@ -532,7 +557,10 @@ async def run_server(
                 ready(url)
             await stop.wait()
             logger.info("shutting down: draining in-flight calls")
-            await state.drain(server, limits.drain_timeout_s)
+            force = asyncio.Event()
+            for signum in installed:
+                loop.add_signal_handler(signum, force.set)  # a second signal: stop now
+            await state.drain(server, limits.drain_timeout_s, force)
     finally:
         if ticker is not None:
             ticker.cancel()

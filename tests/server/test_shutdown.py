@@ -84,3 +84,18 @@ def test_health_and_metrics_routes_answer(start_server: StartServer) -> None:
             health = json.loads(response.read())
         assert health["status"] == "ok" and health["connections"] == 1
     assert server.terminate() == 0
+
+
+def test_second_sigterm_stops_without_waiting_out_the_drain(start_server: StartServer) -> None:
+    server = start_server("--drain-timeout", "30")
+    with server.connect() as ws:
+        ws.send(call("echo", 1, text="slow", delay_ms=10000))
+        time.sleep(0.2)
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert server.proc.poll() is None, "first SIGTERM must wait for the in-flight call"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0
+        assert time.monotonic() - started < 5
+    assert [row[4] for row in server.rows()] == ["cancelled"]
