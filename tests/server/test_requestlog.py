@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolserver.requestlog import NullRequestLog, open_request_log
+from toolserver.requestlog import Backend, NullRequestLog, RequestLog, Row, open_request_log
 
 
 @pytest.mark.parametrize("nrows", [0, 1, 149, 150, 151, 12_345])
@@ -59,3 +59,38 @@ def test_none_and_bad_urls(tmp_path: Path) -> None:
     bad = open_request_log(f"sqlite:///{tmp_path}/missing-dir/x.sqlite3")
     with pytest.raises(RuntimeError, match="cannot open request log"):
         bad.start()
+
+
+class FlakyBackend(Backend):
+    """Fails its first ``failures`` writes (a database restarting), then works."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.opened = 0
+        self.rows: list[Row] = []
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def write(self, rows: list[Row]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database restarting")
+        self.rows.extend(rows)
+
+    def close(self) -> None:
+        pass
+
+
+def test_write_failures_drop_visibly_then_the_log_reconnects() -> None:
+    backend = FlakyBackend(failures=1)
+    log = RequestLog(backend, flush_interval_s=10)
+    log.start()
+    log.append((0.0, "s", "echo", None, "ok", 0.1))
+    log._drain_once()  # fails: dropped and counted, the writer keeps running
+    assert (log.rows_written, log.rows_dropped) == (0, 1)
+    log.append((1.0, "s", "echo", None, "ok", 0.1))
+    log.close()
+    assert (log.rows_written, log.rows_dropped) == (1, 1)
+    assert backend.opened == 2  # reopened before the next write
+    assert [row[0] for row in backend.rows] == [1.0]

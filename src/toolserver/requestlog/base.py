@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import logging
 import threading
+import time
 from typing import Final
 
 __all__ = ["COLUMNS", "Backend", "NullRequestLog", "RequestLog", "Row"]
@@ -60,6 +62,8 @@ class RequestLog:
         self.rows_dropped = 0
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        self._broken = False
+        self._last_error_log = -1e9
 
     def start(self) -> None:
         """Start the writer and wait until the backend is open (fail early on a bad URL)."""
@@ -97,13 +101,30 @@ class RequestLog:
             except IndexError:
                 pass
             try:
+                if self._broken:
+                    self._reopen()
                 self.backend.write(batch)
                 self.rows_written += len(batch)
             except Exception:
                 # The log is diagnostic: a broken database must not take the
-                # server down, but losing rows must be visible.
+                # server down (nor fill its memory), but losing rows must be
+                # visible: counted in rows_dropped, logged at most every 10 s.
+                self._broken = True
                 self.rows_dropped += len(batch)
-                logger.exception("request log write failed; %d rows dropped", len(batch))
+                now = time.monotonic()
+                if now - self._last_error_log >= 10.0:
+                    self._last_error_log = now
+                    logger.exception(
+                        "request log write failed; %d rows dropped so far", self.rows_dropped
+                    )
+
+    def _reopen(self) -> None:
+        """Reconnect after a failure (a restarted PostgreSQL, a full disk that got space)."""
+        with contextlib.suppress(Exception):  # the old connection is broken anyway
+            self.backend.close()
+        self.backend.open()
+        self._broken = False
+        logger.warning("request log reopened after a failure")
 
     def _run(self) -> None:
         try:
