@@ -199,7 +199,11 @@ class ServerState:
             "draining": self.draining,
             "breakers": self.breaker_states(),
             "providers": {name: p.settings() for name, p in self.providers.items()},
-            "requestlog": {"queue_depth": depth, "rows_written": written},
+            "requestlog": {
+                "queue_depth": depth,
+                "rows_written": written,
+                "rows_dropped": self.requestlog.rows_dropped,
+            },
         }
 
     # --- handshake ------------------------------------------------------------------

@@ -134,6 +134,7 @@ def test_every_tool_answers(shared_server: ServerProcess) -> None:
         status = json.loads(text_of(rpc(ws, call("status", 1))))
         assert status["connections"] >= 1
         assert status["breakers"] == {"glm": "closed", "kimi": "closed"}
+        assert status["requestlog"]["rows_dropped"] == 0
         models = json.loads(text_of(rpc(ws, call("listmodels", 2, provider="kimi"))))
         assert list(models) == ["kimi"] and models["kimi"]
         assert "hello" in text_of(rpc(ws, call("chat", 3, prompt="hello", provider="kimi")))
