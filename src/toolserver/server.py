@@ -175,6 +175,9 @@ class ServerState:
         )
         self._token = f"Bearer {config.network.token}".encode() if config.network.token else None
         self._http_hook = make_process_request(self)
+        # Bound once: both run on every tools/call.
+        self._log_append = self.requestlog.append
+        self._request_done = self.metrics.request_done
         self._methods: dict[str, Callable[[Session, Request], Any]] = {
             "ping": self._ping,
             "initialize": self._initialize,
@@ -330,12 +333,21 @@ class ServerState:
     # --- tools/call -------------------------------------------------------------------
 
     def _log(
-        self, session: Session, tool: str, provider: str | None, status: str, start: float
+        self,
+        session: Session,
+        tool: str,
+        provider: str | None,
+        status: str,
+        start: float,
+        _perf_counter: Callable[[], float] = time.perf_counter,
+        _time: Callable[[], float] = time.time,
     ) -> None:
-        elapsed = time.perf_counter() - start
+        """One request-log row and one metrics observation per ``tools/call``."""
+        # (The underscore defaults only turn global lookups into local ones.)
+        elapsed = _perf_counter() - start
         self.calls_total += 1
-        self.requestlog.append((time.time(), session.id, tool, provider, status, elapsed * 1000.0))
-        self.metrics.request_done("tools/call", tool, _OUTCOME[status], elapsed)
+        self._log_append((_time(), session.id, tool, provider, status, elapsed * 1000.0))
+        self._request_done("tools/call", tool, _OUTCOME[status], elapsed)
 
     def _tools_call(self, session: Session, request: Request, start: float) -> str | None:
         """Answer inline (returns the frame) or start a task (returns None)."""
