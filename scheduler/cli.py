@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -102,6 +103,14 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int:
     with StateLock(cfg.state_dir):
         svc = _service(cfg, args.quiet)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            # abandon the current asv run (it is re-queued) and let drain() return
+            print(f"received {signal.Signals(signum).name}; stopping", file=sys.stderr)
+            svc.abandon()
+
+        old_term = signal.signal(signal.SIGTERM, on_signal)
+        old_int = signal.signal(signal.SIGINT, on_signal)
         try:
             svc.recover()
             if poll:
@@ -117,6 +126,8 @@ def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int
                 print(f"history page: {index.as_uri()} (or `python -m scheduler run` to serve"
                       f" it at {cfg.site.base_url()})")
         finally:
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
             svc.close()
     return 0
 

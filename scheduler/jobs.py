@@ -9,12 +9,18 @@ never pickled.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from .asvrun import AsvError
+from .baselines import BaselinesError
+from .gitrepo import GitError
+from .results import ResultsError
 from .service import Service
 
 log = logging.getLogger("scheduler.jobs")
 
 _services: dict[str, Service] = {}
+EXPECTED = (GitError, AsvError, ResultsError, BaselinesError, OSError)
 
 
 def register(key: str, service: Service) -> None:
@@ -33,29 +39,39 @@ def _service(key: str) -> Service:
             from None
 
 
+def _guarded(what: str, fn: Callable[[], object]) -> None:
+    """One clear log line for an expected failure (network down, asv broken) instead of
+    APScheduler's traceback; the next trigger tries again."""
+    try:
+        fn()
+    except EXPECTED as exc:
+        log.error("%s failed: %s", what, exc)
+
+
 def poll_job(key: str) -> None:
     """Fetch the watched repository and queue new commits."""
     svc = _service(key)
     if not svc.stop.is_set():
-        svc.poll()
+        _guarded("poll", svc.poll)
 
 
 def work_job(key: str) -> None:
     """Measure queued commits one at a time (max_instances=1 keeps it single)."""
     svc = _service(key)
-    svc.drain()
+    _guarded("benchmark run", svc.drain)
 
 
 def nightly_job(key: str) -> None:
     """Queue the nightly profile on every branch head."""
-    _service(key).enqueue_heads("nightly")
+    svc = _service(key)
+    _guarded("nightly", lambda: svc.enqueue_heads("nightly"))
 
 
 def soak_job(key: str) -> None:
     """Queue the weekly soak on every branch head."""
     svc = _service(key)
     if svc.cfg.schedule.weekly_soak:
-        svc.enqueue_heads("soak")
+        _guarded("soak", lambda: svc.enqueue_heads("soak"))
 
 
 def outbox_job(key: str) -> None:

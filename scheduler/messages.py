@@ -104,6 +104,17 @@ def failure(commit: Commit | None, commit_hash: str, profile: str, error: str, l
             ]}
 
 
+def setup_error(error: str) -> dict[str, Any]:
+    """asv itself cannot run (configuration, tooling): nothing is measured until fixed."""
+    text = f"Benchmark scheduler cannot run asv: {error.splitlines()[0][:300]}"
+    return {"kind": "failure", "text": text, "details": error.splitlines()[-15:],
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": "asv cannot run"}},
+                _section(f"```{_cut(error, 2500)}```"),
+                _section("Queued commits wait until this is fixed; nothing is lost."),
+            ]}
+
+
 def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
             open_alerts: list[dict[str, Any]], site_url: str) -> dict[str, Any]:
     """Nightly run summary: each branch head's status plus open regressions."""

@@ -47,6 +47,7 @@ from .state import Run, State
 log = logging.getLogger("scheduler")
 
 HISTORY_WINDOW = 2000  # first-parent commits considered when looking for neighbours
+ASV_ERROR_PAUSE_S = 300.0  # after asv itself failed, wait before trying the queue again
 
 
 def say(msg: str) -> None:
@@ -81,6 +82,7 @@ class Service:
         self.plots_dir = cfg.state_dir / "plots"
         self._work = threading.Lock()
         self.stats = Stats()
+        self.paused_until = 0.0  # set after an asv set-up error
 
     def close(self) -> None:
         self.state.close()
@@ -147,6 +149,8 @@ class Service:
     def drain(self, *, max_runs: int | None = None) -> int:
         """Measure queued runs one at a time until the queue is empty or we are asked to
         stop. Only one drain runs per process (the benchmark machine is measured alone)."""
+        if time.time() < self.paused_until:
+            return 0
         if not self._work.acquire(blocking=False):
             return 0
         done = 0
@@ -172,10 +176,14 @@ class Service:
             outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress,
                                    started=self._asv_started)
         except AsvError as exc:
-            # asv itself is unusable (bad asv.conf.json, missing benchmarks): not this
-            # commit's fault — put it back and let a human fix the configuration.
+            # asv itself is unusable (bad asv.conf.json, missing benchmarks, no uv): not
+            # this commit's fault — put it back, say so once, pause the queue a while.
             self.state.requeue(run.id)
             self._say(f"asv cannot run: {exc}")
+            self.paused_until = time.time() + ASV_ERROR_PAUSE_S
+            digest = hashlib.sha1(str(exc).encode()).hexdigest()[:12]
+            self.outbox.put(f"asv-error|{digest}", "failure", messages.setup_error(str(exc)))
+            self.flush()
             raise
         if outcome.status == "abandoned" or (self.stop.is_set() and outcome.status != "done"):
             self.state.requeue(run.id)
@@ -276,7 +284,9 @@ class Service:
             self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]  # oldest first
         status = self.state.status_of(profile)
         findings: list[Finding] = []
-        newest = True
+        # limits, baselines and recoveries are about the branch's current state: only the
+        # newest measured commit of the branch speaks for it
+        newest = False
         if run.commit_hash in history:
             pos = history.index(run.commit_hash)
             prev = next((history[i] for i in range(pos - 1, -1, -1)
@@ -451,8 +461,19 @@ class Service:
             if alert["bad_commit"] == result.commit:
                 continue
             thr = threshold_for(self.cfg.judge, baselines, m.id, self.cfg.asv.machine, profile)
-            if not recovered(alert["kind"], alert["before"], m.value, alert["detail"],
-                             thr.value):
+            reference = alert["before"]
+            if alert["kind"] == "limit":
+                lim = baselines.limit_for(m.id, self.cfg.asv.machine, profile)
+                reference = lim.max if lim else None
+                if lim is None:  # the limit was removed: nothing left to breach
+                    self.state.close_alert(alert["key"])
+                    continue
+            elif alert["kind"] == "baseline":
+                base = baselines.baseline_for(m.id, self.cfg.asv.machine, profile)
+                if base is None or base.commit != alert["detail"].get("baseline_commit"):
+                    self.state.close_alert(alert["key"])  # superseded by a new blessing
+                    continue
+            if not recovered(alert["kind"], reference, m.value, alert["detail"], thr.value):
                 continue
             if self.state.close_alert(alert["key"]):
                 detail: dict[str, Any] = alert["detail"]
@@ -461,7 +482,7 @@ class Service:
                                   params,  # type: ignore[arg-type]
                                   machine, (alert["bad_commit"], result.commit))
                 msg = messages.recovery(m.id, machine, alert["kind"], m.value, m.unit,
-                                        alert["before"], self._commit(result.commit),
+                                        reference, self._commit(result.commit),
                                         result.commit, link)
                 self.outbox.put(f"recovery|{alert['key']}|{result.commit}", "recovery", msg)
                 self._say(msg["text"])
