@@ -41,6 +41,7 @@ async def run_async(spec: PhaseSpec, stop: StopFlag | None = None,
         else:
             raise ValueError(f"unknown loop kind {spec.loop!r}")
     ctx.rec.cpu_s = time.process_time() - cpu0
+    ctx.rec.finalize()
     wire = ctx.rec.to_wire()
     wire["connect_wall_s"] = ctx.connect_wall_s
     wire["go"] = ctx.go

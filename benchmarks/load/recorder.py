@@ -23,7 +23,13 @@ class Recorder:
     (otherwise a stall at the end would be silently dropped).
     """
 
-    def __init__(self, *, timeline_bucket_s: float = 0.0) -> None:
+    def __init__(self, *, timeline_bucket_s: float = 0.0, slices: int = 0) -> None:
+        # Successful responses are recorded per *slice* of the window (equal sub-windows),
+        # so each figure has repeated samples for asv's statistics; ``latency`` is their
+        # exact sum, built by finalize() (one record per response, not two).
+        self.slice_hists = [H.new_histogram() for _ in range(slices)]
+        self.slice_ok = [0] * slices
+        self._inv_slice = 0.0
         self.latency = H.new_histogram()        # successful responses, µs
         self.error_latency = H.new_histogram()  # error replies (e.g. busy rejects), µs
         self.connect = H.new_histogram()        # websocket handshake, µs
@@ -45,6 +51,19 @@ class Recorder:
         self.timeline_bucket_s = timeline_bucket_s
         self.timeline: dict[int, Counter[str]] = {}
 
+    def set_window(self, start: float, end: float) -> None:
+        """Open the measurement window [start, end) (and size its slices)."""
+        self.window_start = start
+        self.window_end = end
+        if self.slice_hists and end > start:
+            self._inv_slice = len(self.slice_hists) / (end - start)
+
+    def finalize(self) -> None:
+        """Sum the slice histograms into ``latency`` (call once, after the phase)."""
+        for hist in self.slice_hists:
+            if hist.get_total_count():
+                self.latency.add(hist)
+
     # -- hot path -------------------------------------------------------------------------
     def in_window(self, intended: float) -> bool:
         """True when a request intended at ``intended`` belongs to the measurement."""
@@ -54,7 +73,14 @@ class Recorder:
         """A matched, error-free response; latency from the intended send time."""
         if self.window_start <= intended < self.window_end:
             self.ok += 1
-            us = H.record_seconds(self.latency, now - intended)
+            if self._inv_slice:
+                i = int((intended - self.window_start) * self._inv_slice)
+                if i >= len(self.slice_ok):
+                    i = len(self.slice_ok) - 1
+                self.slice_ok[i] += 1
+                us = H.record_seconds(self.slice_hists[i], now - intended)
+            else:
+                us = H.record_seconds(self.latency, now - intended)
             if us > H.OUTLIER_US:
                 self.outliers_over_1s += 1
             if now > self.last_done:
@@ -101,6 +127,8 @@ class Recorder:
             "first_send": self.first_send, "last_done": self.last_done,
             "cpu_s": self.cpu_s, "timeline_bucket_s": self.timeline_bucket_s,
             "timeline": {str(k): dict(v) for k, v in self.timeline.items()},
+            "slice_hists": [H.encode(h) for h in self.slice_hists],
+            "slice_ok": list(self.slice_ok),
         }
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
@@ -121,6 +149,13 @@ class Recorder:
         self.first_send = min(self.first_send, wire["first_send"])
         self.last_done = max(self.last_done, wire["last_done"])
         self.cpu_s += wire["cpu_s"]
+        wire_slices = wire.get("slice_hists", [])
+        if wire_slices and not self.slice_hists:
+            self.slice_hists = [H.new_histogram() for _ in wire_slices]
+            self.slice_ok = [0] * len(wire_slices)
+        for i, text in enumerate(wire_slices[:len(self.slice_hists)]):
+            H.merge_into(self.slice_hists[i], text)
+            self.slice_ok[i] += wire["slice_ok"][i]
         if wire["timeline_bucket_s"]:
             self.timeline_bucket_s = wire["timeline_bucket_s"]
             for key, counts in wire["timeline"].items():

@@ -140,6 +140,34 @@ def summarize(samples: list[Sample], ok_messages: int) -> dict[str, Any]:
     }
 
 
+def cpu_series(samples: list[Sample]) -> list[tuple[float, float]]:
+    """(t, cumulative server CPU s) made monotonic across a restart (new process from 0)."""
+    out: list[tuple[float, float]] = []
+    total = 0.0
+    prev: float | None = None
+    for s in samples:
+        cpu = s[1] + s[2]
+        if prev is not None:
+            total += cpu - prev if cpu >= prev else cpu
+        prev = cpu
+        out.append((s[0], total))
+    return out
+
+
+def cpu_between(series: list[tuple[float, float]], t0: float, t1: float) -> float | None:
+    """Server CPU seconds used in [t0, t1], linearly interpolated between samples."""
+    if len(series) < 2 or t0 < series[0][0] or t1 > series[-1][0]:
+        return None
+
+    def at(t: float) -> float:
+        for (ta, ca), (tb, cb) in itertools.pairwise(series):
+            if ta <= t <= tb:
+                return ca if tb == ta else ca + (cb - ca) * (t - ta) / (tb - ta)
+        return series[-1][1]
+
+    return at(t1) - at(t0)
+
+
 def compact(samples: list[Sample], t0: float) -> list[list[float]]:
     """Samples for the JSON: [t_rel_s, cpu_user_s, cpu_sys_s, rss_kib, fds, threads]."""
     return [[round(s[0] - t0, 3), round(s[1], 3), round(s[2], 3), s[3] // 1024, s[4], s[5]]

@@ -21,6 +21,11 @@ Top level::
     server        url, pid, managed (started by the instrument), starts, health (/health)
     metrics       FLAT map "<name>" -> number or null: the figures asv tracks, all in
                   lower-is-better units (see below)
+    metric_samples  map "<phase>.<figure>" -> [numbers]: the same figure measured in each
+                  of the phase's equal sub-windows ("slices", 10 by default), i.e.
+                  repeated samples for asv's statistics; figures: msg_s, us_per_msg,
+                  p50_ms, p95_ms, p99_ms, server_cpu_us_per_msg (the latter only when a
+                  slice lasts >= 1 s, the server being sampled every 0.5 s)
     phases        list of PHASE (below), in run order
     analysis      scenario-specific derived findings (e.g. degradation per client step)
     criteria      list of {name, value, op, limit, passed, scope, note}; scope "ci"
@@ -67,6 +72,9 @@ PHASE::
     timeline            when enabled: {bucket_s, rows: [[t_s, {kind: n}]]} (t relative to
                         the phase's first send; "ok" counts successes)
     events              actions run during the phase (restart, admin/provider) with "t_s"
+    slices              {n, slice_s, msg_s: [...], us_per_msg: [...], p50_ms: [...],
+                        p95_ms: [...], p99_ms: [...], server_cpu_us_per_msg: [...]}: one
+                        value per sub-window that had successes
 
 metrics names: "<phase>.<figure>" with figure in msg_s (higher is better: the only one),
 us_per_msg, p50_ms, p90_ms, p95_ms, p99_ms, p99_9_ms, max_ms, error_fraction,
@@ -168,11 +176,51 @@ def build_phase(spec: PhaseSpec, wire: dict[str, Any],
         samples = sampler.window(ws, max(we, ws))
         out["server"] = R.summarize(samples, rec.ok)
     else:
+        samples = []
         out["server"] = {}
+    out["slices"] = _slices(rec, ws, window, samples)
     if rec.timeline_bucket_s and _finite(go) is not None:
         b = rec.timeline_bucket_s
         rows = [[round(k * b - go, 3), dict(v)] for k, v in sorted(rec.timeline.items())]
         out["timeline"] = {"bucket_s": b, "rows": rows}
+    return out
+
+
+#: Figures that get one value per slice (``metric_samples``).
+SLICE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p95_ms", "p99_ms", "server_cpu_us_per_msg")
+#: Server CPU per slice needs slices long enough for the 0.5 s sampling to resolve them.
+MIN_CPU_SLICE_S = 1.0
+
+
+def _slices(rec: Recorder, ws: float, window: float,
+            samples: list[R.Sample]) -> dict[str, Any]:
+    """Per-slice figures: the repeated samples asv's statistics need (one phase, N values).
+
+    Slices are equal sub-windows of the measured window by *intended* send time; a slice
+    without successes contributes no latency value (never a misleading 0).
+    """
+    n = len(rec.slice_ok)
+    if n == 0 or window <= 0 or not rec.ok:
+        return {"n": 0}
+    slice_s = window / n
+    out: dict[str, Any] = {"n": n, "slice_s": round(slice_s, 4)}
+    figs: dict[str, list[float]] = {k: [] for k in SLICE_FIGURES}
+    series = R.cpu_series(samples) if slice_s >= MIN_CPU_SLICE_S else []
+    for i in range(n):
+        ok = rec.slice_ok[i]
+        if ok == 0:
+            continue
+        hist = rec.slice_hists[i]
+        figs["msg_s"].append(round(ok / slice_s, 2))
+        figs["us_per_msg"].append(round(slice_s * 1e6 / ok, 3))
+        figs["p50_ms"].append(hist.get_value_at_percentile(50) / 1000)
+        figs["p95_ms"].append(hist.get_value_at_percentile(95) / 1000)
+        figs["p99_ms"].append(hist.get_value_at_percentile(99) / 1000)
+        if series:
+            cpu = R.cpu_between(series, ws + i * slice_s, ws + (i + 1) * slice_s)
+            if cpu is not None:
+                figs["server_cpu_us_per_msg"].append(round(cpu * 1e6 / ok, 3))
+    out.update(figs)
     return out
 
 
@@ -233,10 +281,17 @@ class ScenarioResult:
     criteria: list[Criterion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    metric_samples: dict[str, list[float]] = field(default_factory=dict)
+
     def add_phase(self, phase: dict[str, Any]) -> dict[str, Any]:
-        """Append a phase and its flat metrics."""
+        """Append a phase, its flat metrics and its per-slice samples."""
         self.phases.append(phase)
         self.metrics.update(phase_metrics(phase))
+        sl = phase.get("slices", {})
+        for fig in SLICE_FIGURES:
+            values = sl.get(fig) or []
+            if len(values) >= 2:
+                self.metric_samples[f"{phase['name']}.{fig}"] = values
         return phase
 
     def check(self, name: str, value: float | None, op: str, limit: float,
@@ -266,6 +321,7 @@ def document(res: ScenarioResult, *, started_at: float, elapsed_s: float,
         "versions": versions,
         "server": server,
         "metrics": res.metrics,
+        "metric_samples": res.metric_samples,
         "phases": res.phases,
         "analysis": res.analysis,
         "criteria": crit,

@@ -34,7 +34,7 @@ class Context:
     def __init__(self, spec: PhaseSpec, stop: StopFlag | None = None,
                  progress: Callable[[Recorder, float], None] | None = None) -> None:
         self.spec = spec
-        self.rec = Recorder(timeline_bucket_s=spec.timeline_bucket_s)
+        self.rec = Recorder(timeline_bucket_s=spec.timeline_bucket_s, slices=spec.slices)
         self.stop = stop
         self.progress = progress
         self.max_requests = spec.bounded_max_requests()
@@ -52,8 +52,7 @@ class Context:
         self.go = perf_counter()
         self.window_start = self.go + self.spec.warmup_s
         self.window_end = self.window_start + self.spec.duration_s
-        self.rec.window_start = self.window_start
-        self.rec.window_end = self.window_end
+        self.rec.set_window(self.window_start, self.window_end)
         self.rec.first_send = self.go
 
     def may_send(self) -> bool:

@@ -50,6 +50,7 @@ class PhaseSpec:
     workers: int = 1
     seed: int = 1
     progress_s: float = 0.0        # 0: no progress line
+    slices: int = 10               # equal sub-windows with their own figures (asv samples)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def bounded_max_requests(self) -> int:
