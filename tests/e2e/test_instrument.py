@@ -112,3 +112,45 @@ def test_cli_json_document(tmp_path: Path) -> None:
     assert doc["metrics"]["adhoc.us_per_msg"] > 0
     assert doc["metrics"]["adhoc.server_cpu_us_per_msg"] is not None
     assert H.decode(ph["histograms"]["latency_us"]).get_total_count() == ph["requests"]["ok"]
+    assert len(doc["metric_samples"]["adhoc.p99_ms"]) >= 2
+
+
+def test_open_loop_measures_a_stalled_server() -> None:
+    """No coordinated omission: freeze the server 0.5 s (SIGSTOP) during an open loop at
+    200 msg/s; every request intended during the freeze must show the wait as latency,
+    whereas a closed loop only ever has its few in-flight requests delayed."""
+    import os
+    import signal
+    import threading
+    import time
+
+    bare = ServerProcess(sys.executable, ["--port", "0"], module="benchmarks.load.bare_echo")
+    bare.start()
+    assert bare.pid is not None
+    pid = bare.pid
+
+    def freeze() -> None:
+        time.sleep(0.8)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGCONT)
+
+    try:
+        results = {}
+        for loop in ("open", "closed"):
+            spec = PhaseSpec(name=loop, url=bare.url, loop=loop, connections=1, rate=200.0,
+                             call=default_call("raw_echo"), duration_s=2.0, warmup_s=0.2)
+            th = threading.Thread(target=freeze)
+            th.start()
+            results[loop] = _rec(run_in_process(spec))
+            th.join()
+    finally:
+        bare.stop()
+    open_rec, closed_rec = results["open"], results["closed"]
+    assert sum(open_rec.errors.values()) == 0
+    # ~100 requests were due during the 0.5 s freeze: well over 5 % of ~400 took >= 100 ms
+    slow_open = H.count_above(open_rec.latency, 100_000)
+    assert slow_open >= 0.1 * open_rec.ok, (slow_open, open_rec.ok)
+    assert open_rec.latency.get_max_value() >= 400_000
+    # the closed loop (1 in flight) saw the freeze as a single slow request
+    assert H.count_above(closed_rec.latency, 100_000) <= 2
