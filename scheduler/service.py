@@ -190,19 +190,28 @@ class Service:
             self.stats.abandoned += 1
             self._say(f"abandoned {run.short}; re-queued")
             return outcome
+        # The report goes into the outbox before the run is marked finished: a crash in
+        # between re-runs the commit and the report's key keeps it single.
         if outcome.status == "failed":
+            self._report_failure(run, outcome, partial=False)
             self.state.finish(run.id, "failed", log=outcome.log, error=outcome.error)
             self.stats.failed += 1
             self._say(f"FAILED {run.short}: {outcome.error}")
-            self._report_failure(run, outcome, partial=False)
         else:
+            if outcome.error:
+                self._report_failure(run, outcome, partial=True)
             self.state.finish(run.id, "done", log=outcome.log, error=outcome.error)
             self.stats.measured += 1
             self._say(f"measured {run.short} in {outcome.seconds:.0f}s")
-            if outcome.error:
-                self._report_failure(run, outcome, partial=True)
         self.publish()
-        if outcome.status == "done":
+        self._judge_and_mark(run, outcome.status)
+        self.flush()
+        return outcome
+
+    def _judge_and_mark(self, run: Run, status: str) -> None:
+        """Judge a finished run once; ``judged`` is set only afterwards, so a crash in
+        between is judged again at the next start (alert keys keep alerts single)."""
+        if status == "done":
             try:
                 self.judge(run)
             except (ResultsError, BaselinesError, GitError) as exc:
@@ -214,8 +223,6 @@ class Service:
         self.state.mark_judged(run.id)
         if run.kind in ("nightly", "soak"):
             self._maybe_summary(run.kind)
-        self.flush()
-        return outcome
 
     def _asv_started(self, pid: int | None) -> None:
         self.state.set_meta("asv_pgid", str(pid or ""))
@@ -229,6 +236,12 @@ class Service:
         for r in self.state.recover():
             self._say(f"re-queued {r.short} ({r.profile}): it was running when the "
                       "scheduler stopped")
+        unjudged = self.state.unjudged()
+        if unjudged:
+            self.publish()
+            for r in unjudged:
+                self._say(f"judging {r.short} ({r.profile}): stopped before it was judged")
+                self._judge_and_mark(r, r.status)
 
     def _progress(self, line: str) -> None:
         if self.verbose and ("%]" in line or "Building" in line or "Installing" in line
@@ -418,7 +431,7 @@ class Service:
         plot, plot_url = self._plot(f, history)
         msg = messages.regression(f, good=good, bad=bad, link=link, plot=plot,
                                   plot_url=plot_url)
-        self.outbox.put(f"alert|{f.key}", "regression", msg)
+        self.outbox.put(f"alert|{f.key}|{f.bad}", "regression", msg)
         self.stats.alerts += 1
         self._say(msg["text"])
 

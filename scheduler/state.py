@@ -232,8 +232,9 @@ class State:
     def finish(self, run_id: int, status: str, *, log: str = "", error: str = "") -> None:
         assert status in ("done", "failed")
         with self.tx() as db:
-            db.execute("UPDATE runs SET status = ?, finished_at = ?, log = ?, error = ? "
-                       "WHERE id = ?", (status, time.time(), log[-200_000:], error, run_id))
+            db.execute("UPDATE runs SET status = ?, finished_at = ?, log = ?, error = ?, "
+                       "judged = 0 WHERE id = ?",
+                       (status, time.time(), log[-200_000:], error, run_id))
 
     def requeue(self, run_id: int) -> None:
         """Put an abandoned run back at the head of its priority class."""
@@ -244,6 +245,12 @@ class State:
     def mark_judged(self, run_id: int) -> None:
         with self.tx() as db:
             db.execute("UPDATE runs SET judged = 1 WHERE id = ?", (run_id,))
+
+    def unjudged(self) -> list[Run]:
+        """Finished runs whose judging was interrupted (oldest first)."""
+        return [_run(r) for r in self._query(
+            "SELECT * FROM runs WHERE status IN ('done', 'failed') AND judged = 0 "
+            "ORDER BY finished_at")]
 
     def recover(self) -> list[Run]:
         """Start-up: runs left ``running`` by a killed daemon go back to the queue."""

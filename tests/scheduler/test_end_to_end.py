@@ -189,6 +189,12 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
         if daemon.poll() is None:
             daemon.kill()
     assert "running" in runs(state_dir).values()
+    # two daemon starts, one set of persistent jobs; the nightly fires at 02:00 UTC
+    with sqlite3.connect(state_dir / "jobs.sqlite3") as db:
+        jobs = dict(db.execute("SELECT id, next_run_time FROM apscheduler_jobs"))
+    assert set(jobs) == {"poll", "work", "outbox", "nightly"}
+    nightly = time.gmtime(jobs["nightly"])
+    assert (nightly.tm_hour, nightly.tm_min) == (2, 0)
 
     # 3) a normal start finishes everything; one regression, one alert
     proc = once(cfg)
@@ -197,4 +203,15 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     regressions = [a for a in alerts_file(state_dir) if a["kind"] == "regression"]
     assert len(regressions) == 1 and c2[:8] in str(regressions[0]["text"])
     once(cfg)
+    assert len([a for a in alerts_file(state_dir) if a["kind"] == "regression"]) == 1
+
+    # 4) stopped after measuring but before judging: judged at the next start, no repeat
+    with sqlite3.connect(state_dir / "state.sqlite3") as db:
+        db.execute("UPDATE runs SET judged = 0")
+        db.execute("DELETE FROM alerts")
+    proc = once(cfg)
+    assert "stopped before it was judged" in proc.stderr
+    with sqlite3.connect(state_dir / "state.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM alerts WHERE status = 'open'").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM runs WHERE judged = 0").fetchone()[0] == 0
     assert len([a for a in alerts_file(state_dir) if a["kind"] == "regression"]) == 1
