@@ -24,6 +24,7 @@ from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
 from .results import ResultsError, format_value
+from .site import SiteError
 
 EPILOG = f"""\
 configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
@@ -228,6 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(Path(args.config) if args.config else None)
         return COMMANDS[args.command](cfg, args)
     except (ConfigError, LockBusyError, AsvError, ResultsError, BaselinesError,
-            GitError) as exc:
+            GitError, SiteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from . import jobs
 from .config import Config, SiteConfig
 from .lock import StateLock
 from .service import Service, say
-from .site import SiteServer, ensure_placeholder
+from .site import SiteError, SiteServer, ensure_placeholder
 
 
 def build_scheduler(cfg: Config, key: str) -> BlockingScheduler:
@@ -80,8 +80,13 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
     key = str(cfg.path or cfg.state_dir)
     try:
         svc.recover()
-        site = SiteServer(cfg.site.html_dir, cfg.site.host, cfg.site.port,
-                          plots_dir=svc.plots_dir).start()
+        try:
+            site = SiteServer(cfg.site.html_dir, cfg.site.host, cfg.site.port,
+                              plots_dir=svc.plots_dir).start()
+        except OSError as exc:
+            raise SiteError(f"cannot serve {cfg.site.html_dir} on {cfg.site.host}:"
+                            f"{cfg.site.port}: {exc.strerror or exc} (set [site] port, or "
+                            "--port 0 for any free port)") from None
         svc.site_url = cfg.site.base_url(site.port)
         local = SiteConfig(host=cfg.site.host).base_url(site.port)
         svc.publish()

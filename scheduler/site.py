@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 
+class SiteError(Exception):
+    """The site cannot be served (port in use, no permission)."""
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     plots_dir: str = ""
 
