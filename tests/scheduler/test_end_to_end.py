@@ -150,22 +150,28 @@ def _wait_running(state_dir: Path, proc: subprocess.Popen[str], timeout: float =
 
 
 def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
-        tmp_path: Path, shared: Path, tiny_repo: TinyRepo) -> None:
+        tmp_path: Path, shared: Path, tiny_repo: TinyRepo, fake_slack: FakeSlack) -> None:
     r = tiny_repo
     c1 = r.commit(0.010, "c1")
     c2 = r.commit(0.030, "slow")
-    cfg = write_config(tmp_path, shared, r, initial_commits=5)
+    cfg = write_config(tmp_path, shared, r, initial_commits=5,
+                       slack=bot_slack_config(fake_slack))
+    env = {"SLACK_BOT_TOKEN": "xoxb-secret-token"}
+    # Slack is throttling and then failing when the alert is sent: delivered once anyway
+    fake_slack.script["chat.postMessage"] = [
+        (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
+        (500, "internal error", {})]
     state_dir = tmp_path / "state"
 
     # 1) SIGTERM during a run: clean abandon, re-queued, exit 0
-    daemon, url = _start_daemon(cfg, TINY_SLEEP="60")
+    daemon, url = _start_daemon(cfg, TINY_SLEEP="60", **env)
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:  # the site is served
             assert resp.status == 200
         running = _wait_running(state_dir, daemon)
         assert running == c2  # newest first
         # a second scheduler on the same state directory is refused
-        other = run_cli("--config", str(cfg), "once")
+        other = run_cli("--config", str(cfg), "once", env=env)
         assert other.returncode == 2 and "another scheduler" in other.stderr
         time.sleep(4)
         daemon.send_signal(signal.SIGTERM)
@@ -179,7 +185,7 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     assert st[c2] == "queued" and "running" not in st.values()
 
     # 2) SIGKILL during a run: found "running" at the next start and re-queued
-    daemon, _url = _start_daemon(cfg, TINY_SLEEP="60")
+    daemon, _url = _start_daemon(cfg, TINY_SLEEP="60", **env)
     try:
         _wait_running(state_dir, daemon)
         time.sleep(2)
@@ -197,21 +203,23 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     assert (nightly.tm_hour, nightly.tm_min) == (2, 0)
 
     # 3) a normal start finishes everything; one regression, one alert
-    proc = once(cfg)
+    proc = once(cfg, **env)
     assert "re-queued" in proc.stderr
     assert runs(state_dir) == {c1: "done", c2: "done"}
-    regressions = [a for a in alerts_file(state_dir) if a["kind"] == "regression"]
-    assert len(regressions) == 1 and c2[:8] in str(regressions[0]["text"])
-    once(cfg)
-    assert len([a for a in alerts_file(state_dir) if a["kind"] == "regression"]) == 1
+    regressions = texts(fake_slack, "Performance regression")
+    assert len(regressions) == 1 and c2[:8] in regressions[0]
+    statuses = [st for m, _b, st in fake_slack.calls if m == "chat.postMessage"]
+    assert statuses[:3] == [429, 500, 200]
+    once(cfg, **env)
+    assert len(texts(fake_slack, "Performance regression")) == 1
 
     # 4) stopped after measuring but before judging: judged at the next start, no repeat
     with sqlite3.connect(state_dir / "state.sqlite3") as db:
         db.execute("UPDATE runs SET judged = 0")
         db.execute("DELETE FROM alerts")
-    proc = once(cfg)
+    proc = once(cfg, **env)
     assert "stopped before it was judged" in proc.stderr
     with sqlite3.connect(state_dir / "state.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM alerts WHERE status = 'open'").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM runs WHERE judged = 0").fetchone()[0] == 0
-    assert len([a for a in alerts_file(state_dir) if a["kind"] == "regression"]) == 1
+    assert len(texts(fake_slack, "Performance regression")) == 1
