@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"default from ${TOKEN_ENV}",
     )
 
+    net.add_argument(
+        "--monitoring-port",
+        type=int,
+        default=None,
+        help="also serve /health, /metrics, /api/metrics, /monitoring on this port "
+        "(stays up while draining; 0 picks a free one, logged on stderr)",
+    )
+
     lim = serve.add_argument_group("limits")
     d = LimitOptions()
     lim.add_argument(
@@ -200,7 +208,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         else:
             per_provider.append((name, url))
     return ServerConfig(
-        network=NetworkOptions(host=args.host, port=args.port, token=args.token or env_token()),
+        network=NetworkOptions(
+            host=args.host,
+            port=args.port,
+            token=args.token or env_token(),
+            monitoring_port=args.monitoring_port,
+        ),
         limits=LimitOptions(
             max_connections=args.max_connections,
             max_inflight_per_connection=args.max_inflight_per_connection,

@@ -39,6 +39,9 @@ class NetworkOptions:
     port: int = DEFAULT_PORT
     #: Bearer token required on the MCP WebSocket handshake; ``None`` disables auth.
     token: str | None = None
+    #: Also serve the monitoring routes on this port (same host), alone. Unlike the
+    #: main port it stays open while draining, so /health can report 503.
+    monitoring_port: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -43,7 +43,7 @@ from websockets.typing import Subprotocol
 from . import __version__
 from .breaker import CircuitBreaker
 from .config import ServerConfig
-from .http import MONITORING_WS_PATH, make_process_request, monitoring_stream
+from .http import MONITORING_WS_PATH, make_process_request, monitoring_stream, serve_monitoring
 from .limits import InflightLimiter
 from .metrics import ServerMetrics
 from .protocol import (
@@ -553,7 +553,19 @@ async def run_server(
             installed.append(signum)
     ticker = loop.create_task(state.metrics.run_ticker()) if state.metrics.enabled else None
     limits = config.limits
+    monitoring: Server | None = None
     try:
+        if config.network.monitoring_port is not None:
+            monitoring = await serve_monitoring(
+                state, config.network.host, config.network.monitoring_port
+            )
+            mon_port = monitoring.sockets[0].getsockname()[1]
+            # stderr: stdout's first line is reserved for the MCP URL (the contract).
+            print(
+                f"monitoring on http://{config.network.host}:{mon_port}/monitoring",
+                file=sys.stderr,
+                flush=True,
+            )
         async with serve(
             state.handler,
             config.network.host,
@@ -578,6 +590,10 @@ async def run_server(
                 loop.add_signal_handler(signum, force.set)  # a second signal: stop now
             await state.drain(server, limits.drain_timeout_s, force)
     finally:
+        if monitoring is not None:
+            monitoring.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(monitoring.wait_closed(), timeout=5.0)
         if ticker is not None:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

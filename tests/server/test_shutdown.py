@@ -99,3 +99,29 @@ def test_second_sigterm_stops_without_waiting_out_the_drain(start_server: StartS
         assert server.proc.wait(10) == 0
         assert time.monotonic() - started < 5
     assert [row[4] for row in server.rows()] == ["cancelled"]
+
+
+def test_monitoring_port_reports_draining_during_the_drain(start_server: StartServer) -> None:
+    import re
+    import urllib.error
+    import urllib.request
+
+    server = start_server("--monitoring-port", "0")
+    deadline = time.monotonic() + 5
+    while not (match := re.search(r"monitoring on (http://\S+)/monitoring", server.stderr())):
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.05)
+    health_url = match.group(1) + "/health"
+    with urllib.request.urlopen(health_url, timeout=5) as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with server.connect() as ws:
+        ws.send(call("echo", 1, text="slow", delay_ms=1500))
+        time.sleep(0.2)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(health_url, timeout=5)
+        assert info.value.code == 503
+        assert json.loads(info.value.read())["status"] == "draining"
+        assert text_of(json.loads(ws.recv(5))) == "slow"
+    assert server.proc.wait(10) == 0
