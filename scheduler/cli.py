@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ Secrets come from the environment: SLACK_BOT_TOKEN, SLACK_WEBHOOK_URL, SLACK_CHA
 
 examples:
   python -m scheduler once                   measure what is new now, publish, exit
+  python -m scheduler once --profile smoke   the same, seconds per commit instead of minutes
   python -m scheduler run                    the daemon (prints the history page URL)
   python -m scheduler status                 queue, last results, open regressions
   python -m scheduler backfill HEAD~20..HEAD queue older commits
@@ -57,12 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the daemon until SIGTERM/SIGINT. Prints the history "
                                    "page URL first. One daemon per state directory.")
     r.add_argument("--port", type=int, help="override [site] port (0 = any free port)")
+    r.add_argument("--profile", help="override [profiles] premerge (e.g. smoke for a demo)")
 
     o = sub.add_parser("once", help="process what is new now, publish, exit",
                        description="Poll once, measure everything queued (including "
                                    "bisection), publish the site, deliver alerts, exit.")
     o.add_argument("--max-runs", type=int, default=None,
                    help="stop after this many measurements")
+    o.add_argument("--profile", help="override [profiles] premerge (e.g. smoke for a demo)")
 
     s = sub.add_parser("status", help="queue, last results, open regressions")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("range", nargs="+", help="git revision range")
     f.add_argument("--now", action="store_true",
                    help="measure them now (like `once`) instead of leaving them to the daemon")
+    f.add_argument("--profile", help="override [profiles] premerge")
 
     sub.add_parser("config", help="print the effective configuration (secrets hidden)")
     return p
@@ -92,8 +97,6 @@ def _service(cfg: Config, quiet: bool) -> Any:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .daemon import run_daemon
 
     if args.port is not None:
@@ -227,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         cfg = load_config(Path(args.config) if args.config else None)
+        if args.command in ("run", "once", "backfill") and args.profile:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", args.profile):
+                raise ConfigError(f"--profile: not a profile name: {args.profile!r}")
+            cfg = replace(cfg, profiles=replace(cfg.profiles, premerge=args.profile))
         return COMMANDS[args.command](cfg, args)
     except (ConfigError, LockBusyError, AsvError, ResultsError, BaselinesError,
             GitError, SiteError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ class AsvConfig:
     benchmark_dir: Path | None = None  # default: the project's benchmark_dir, made absolute
     env_dir: Path | None = None  # default: <state>/env
     executable: tuple[str, ...] = ()  # default: the asv next to this interpreter
-    machine: str = "default"
+    machine: str = "default"  # load_config's default is the host name
     extra_args: tuple[str, ...] = ()
     run_timeout_s: float = 4 * 3600.0
 
@@ -142,6 +143,12 @@ class Config:
 
     def repo_path(self) -> Path:
         return (self.root / self.repository.url).resolve()
+
+
+def default_machine_name() -> str:
+    """The host name (asv's own default), reduced to characters safe in file names."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname().split(".")[0]).strip("-")
+    return name or "default"
 
 
 def _looks_like_url(value: str) -> bool:
@@ -285,7 +292,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     a = sect("asv")
     bdir = a.get_str("benchmark_dir", "")
     edir = a.get_str("env_dir", "")
-    machine = a.get_str("machine", "default")
+    machine = a.get_str("machine", default_machine_name())
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", machine):
         raise ConfigError(f"{source}: [asv] machine: use letters, digits, '.', '_', '-' only")
     asv = AsvConfig(
