@@ -65,6 +65,8 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     try:
         if server_python is not None:
             extra = [a for a in scenario_args if a not in server_args] + list(server_args)
+            if token and "--token" not in extra:  # the server we start must expect it
+                extra += ["--token", token]
             server = start_server(server_python, extra, pythonpath=server_pythonpath,
                                   core=0 if pin else None)
             url = server.url

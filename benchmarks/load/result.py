@@ -115,7 +115,8 @@ def build_phase(spec: PhaseSpec, wire: dict[str, Any],
     rec.merge_wire(wire)
     ws = wire["window_start"]
     we = min(wire["window_end"], wire.get("send_stopped", wire["window_end"]))
-    window = max(1e-9, we - ws) if _finite(ws) is not None and _finite(we) is not None \
+    # 0 when the phase never reached its window (stopped during warm-up, nothing connected)
+    window = we - ws if _finite(ws) is not None and _finite(we) is not None and we > ws \
         else 0.0
     failed = sum(rec.errors.values())
     answered = rec.ok + failed
