@@ -64,7 +64,9 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     sampler: ResourceSampler | None = None
     try:
         if server_python is not None:
-            extra = [a for a in scenario_args if a not in server_args] + list(server_args)
+            given = {a.split("=", 1)[0] for a in server_args}
+            extra = [x for group in scenario_args if group[0] not in given for x in group]
+            extra += list(server_args)
             if token and "--token" not in extra:  # the server we start must expect it
                 extra += ["--token", token]
             server = start_server(server_python, extra, pythonpath=server_pythonpath,

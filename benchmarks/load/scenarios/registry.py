@@ -24,11 +24,15 @@ from . import (
 
 RunFn = Callable[[Runner, Any, ScenarioResult], None]
 
-SCENARIOS: dict[str, tuple[RunFn, tuple[str, ...]]] = {
+#: Server options as (flag, *values) groups; a flag the user passes wins over ours.
+ServerOptions = tuple[tuple[str, ...], ...]
+
+SCENARIOS: dict[str, tuple[RunFn, ServerOptions]] = {
     "load_performance": (load_performance.run, ()),
     "concurrent_connections": (concurrent_connections.run, ()),
     "end_to_end_latency": (end_to_end_latency.run, ()),
-    "overload_recovery": (overload_recovery.run, ("--allow-admin", "--max-inflight", "32")),
+    "overload_recovery": (overload_recovery.run,
+                          (("--allow-admin",), ("--max-inflight", "32"))),
     "soak": (soak.run, ()),
     "adhoc": (adhoc.run, ()),
 }
