@@ -227,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # slack_sdk logs request details at DEBUG only; keep it and urllib quiet regardless
     logging.getLogger("slack_sdk").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is the work job doing its
+    # job (one measurement at a time); job failures are logged by scheduler.jobs
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     try:
         cfg = load_config(Path(args.config) if args.config else None)
         if args.command in ("run", "once", "backfill") and args.profile:
@@ -239,3 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             GitError, SiteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `status | head`
+        sys.stderr.close()
+        return 0
