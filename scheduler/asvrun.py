@@ -157,8 +157,14 @@ class AsvProject:
         self.write_config()
         self.ensure_machine(profile)
         machine = self.machine_for(profile)
-        for stale in self._result_files(commit, machine):
-            stale.unlink()  # an old result must not pass for this run's
+        # An old result of this commit (nightly re-measures heads) must not pass for this
+        # run's; it is set aside and restored only if this run is abandoned.
+        aside = self.state_dir / "results-aside"
+        stale = self._result_files(commit, machine)
+        if stale:
+            aside.mkdir(parents=True, exist_ok=True)
+        for f in stale:
+            f.replace(aside / f.name)
         cmd = [*self.exe, "run", "--config", str(self.config_path), "--machine", machine,
                "--record-samples", "--show-stderr", *self.cfg.asv.extra_args,
                f"{commit}^!"]
@@ -195,6 +201,15 @@ class AsvProject:
                 self._current = _Proc()
         log = "".join(holder.lines)
         seconds = time.monotonic() - t0
+        if holder.abandoned:  # drop a partial new result, put the old one back
+            for f in self._result_files(commit, machine):
+                f.unlink()
+        for f in stale:
+            kept = aside / f.name
+            if holder.abandoned and kept.exists():
+                kept.replace(f)
+            else:
+                kept.unlink(missing_ok=True)
         if holder.abandoned:
             return RunOutcome("abandoned", rc, log, "run abandoned (shutdown)", seconds=seconds)
         if rc is not None and rc < 0:

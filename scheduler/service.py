@@ -360,10 +360,15 @@ class Service:
                 else:
                     self._ensure_bisect_priority(mid, run)
                 continue
-            crossed = (f"{thr.value:.0%} over the previous measured commit ({thr.source}); "
-                       f"{len(between)} commit(s) in between could not be measured"
-                       if between else
-                       f"{thr.value:.0%} over the previous commit ({thr.source})")
+            if not between:
+                crossed = f"{thr.value:.0%} over the previous commit ({thr.source})"
+            elif run.profile != self.cfg.profiles.premerge:
+                crossed = (f"{thr.value:.0%} over the previous {run.profile} run, "
+                           f"{len(between) + 1} commits earlier ({thr.source})")
+            else:
+                crossed = (f"{thr.value:.0%} over the previous measured commit "
+                           f"({thr.source}); {len(between)} commit(s) in between could not "
+                           "be measured")
             out.append(Finding("history", machine, run.profile, ma.id, ma.benchmark,
                                ma.params, ma.unit, a, b, comp.before, comp.after, crossed,
                                comparison=comp))
