@@ -15,12 +15,31 @@ working while the server's code evolves; a missing anchor is a clear error.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER = Path("src/toolserver/server.py")
 TOOLS = Path("src/toolserver/tools.py")
+
+
+#: What a throwaway repository needs to build and benchmark the server.
+PROJECT_FILES = ("pyproject.toml", "asv.conf.json", "README.md", "src", "benchmarks")
+
+
+def copy_project(source: Path, dest: Path) -> None:
+    """Copy the project files of checkout ``source`` into ``dest`` (no caches, no venv)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(
+                src, dest / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
+            )
+        elif src.exists():
+            shutil.copy2(src, dest / name)
 
 
 class AnchorNotFound(RuntimeError):

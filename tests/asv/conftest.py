@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.plant import copy_project
+
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("pyproject.toml", "asv.conf.json", "README.md", "src", "benchmarks")
 ASV = [sys.executable, "-m", "asv"]
 
 
@@ -54,18 +55,6 @@ class Project:
         return proc
 
 
-def copy_project(dest: Path) -> None:
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(
-                src, dest / name,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
-            )
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-
-
 @pytest.fixture(scope="session")
 def asv_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """One throwaway repository per test session; its asv environment is shared."""
@@ -87,7 +76,7 @@ def asv_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     )
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
-    copy_project(path)
+    copy_project(ROOT, path)
     project = Project(path=path, env=env)
     project.git("init", "-q", "-b", "main")
     project.commit("base", "Base: the project as in the working tree")
