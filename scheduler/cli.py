@@ -1,4 +1,5 @@
-"""Command line: ``python -m scheduler {run,once,status,bless,backfill,config}``.
+"""Command line: ``python -m scheduler {run,once,status,bless,backfill,config,calibrate,
+evaluate}``.
 
 Why one entry point with subcommands: every command loads the same configuration and
 state, so a setting means the same thing everywhere. Errors a human can fix (bad TOML,
@@ -40,6 +41,8 @@ examples:
   python -m scheduler status                 queue, last results, open regressions
   python -m scheduler backfill HEAD~20..HEAD queue older commits
   python -m scheduler bless HEAD             write its results to baselines/blessed.toml
+  python -m scheduler calibrate --runs 5     measure noise, write baselines/noise.toml
+  python -m scheduler evaluate               planted regressions: caught? false alerts?
 """
 
 
@@ -87,6 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", help="override [profiles] premerge")
 
     sub.add_parser("config", help="print the effective configuration (secrets hidden)")
+
+    c = sub.add_parser("calibrate", help="measure one commit N times; derive noise thresholds",
+                       description="Run the suite RUNS times on one commit and write, per "
+                                   "series, a threshold derived from the run-to-run spread "
+                                   "(or an 'unstable' mark) to baselines/noise.toml for this "
+                                   "machine and profile. The judge uses it from then on.")
+    c.add_argument("--commit", default="HEAD", help="commit-ish to measure (default HEAD)")
+    c.add_argument("--runs", type=int, default=5, help="repeated runs (default 5, at least 3)")
+    c.add_argument("--profile", help="profile to calibrate (default: premerge)")
+    c.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
+    c.add_argument("--dry-run", action="store_true",
+                   help="print the table, do not write baselines/noise.toml")
+
+    e = sub.add_parser("evaluate", help="detection self-test on a throwaway history",
+                       description="Copy this project into a throwaway repository, commit "
+                                   "neutral changes and planted regressions of known size "
+                                   "(+10%% CPU per message, +20%% p95 of chat, a per-"
+                                   "connection leak, slower connection establishment), run "
+                                   "the service's detection over it and print which were "
+                                   "caught at which commit and every false alert. Run "
+                                   "`calibrate` first: thresholds come from baselines/"
+                                   "noise.toml. Exit 1 when a plant is missed or a neutral "
+                                   "commit alerts.")
+    e.add_argument("--neutral", type=int, default=10, help="neutral commits (default 10)")
+    e.add_argument("--profile", help="profile (default: premerge)")
+    e.add_argument("--bench", metavar="REGEX", default=None,
+                   help="benchmarks to run (default: the scenarios the plants act on)")
+    e.add_argument("--only", metavar="KIND", action="append",
+                   choices=["cpu", "chat", "leak", "connect"],
+                   help="plant only these regressions (repeatable)")
+    e.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    e.add_argument("--keep", metavar="DIR", help="build the history in DIR and keep it")
     return p
 
 
@@ -217,8 +252,47 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
+    from .calibrate import CalibrationError, calibrate, write_noise, write_report
+
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
+                                                               flush=True))
+    with StateLock(cfg.state_dir):
+        try:
+            cal = calibrate(cfg, commit=args.commit, runs=args.runs, profile=args.profile,
+                            bench=args.bench, say=say)
+        except CalibrationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(cal.table())
+    report = write_report(cal, cfg.state_dir / "calibration" /
+                          f"calibration-{cal.machine}-{cal.profile}.json")
+    print(f"report: {report}")
+    if not args.dry_run:
+        print(f"thresholds written to {write_noise(cfg.baselines_dir, cal)}")
+    return 0
+
+
+def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
+    from .evaluate import DEFAULT_BENCH, default_targets, evaluate, write_report
+
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
+                                                               flush=True))
+    targets = [t for t in default_targets() if not args.only or t.kind in args.only]
+    with StateLock(cfg.state_dir):
+        result = evaluate(cfg, project_root=Path(__file__).resolve().parent.parent,
+                          neutral=args.neutral, targets=targets, profile=args.profile,
+                          bench=args.bench or DEFAULT_BENCH,
+                          workdir=Path(args.keep).resolve() if args.keep else None, say=say)
+    print(result.table())
+    if args.json:
+        print(f"report: {write_report(result, Path(args.json))}")
+    return 0 if result.passed else 1
+
+
 COMMANDS = {"run": cmd_run, "once": cmd_once, "status": cmd_status, "bless": cmd_bless,
-            "backfill": cmd_backfill, "config": cmd_config}
+            "backfill": cmd_backfill, "config": cmd_config, "calibrate": cmd_calibrate,
+            "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,9 @@ def history(asv_project: Project) -> Project:
     docs_change(1).apply(asv_project.path)
     asv_project.commit("docs", "Docs: clarify the quick start")
     base, docs = asv_project.commits["base"], asv_project.commits["docs"]
-    proc = asv_project.asv("run", "--show-stderr", f"{base}^..{docs}")
+    hashes = asv_project.path.parent / "hashes.txt"
+    hashes.write_text(f"{base}\n{docs}\n")
+    proc = asv_project.asv("run", "--show-stderr", f"HASHFILE:{hashes}")
     assert proc.returncode == 0, "asv run failed"
     return asv_project
 
