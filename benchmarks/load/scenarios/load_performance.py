@@ -4,7 +4,9 @@ Each step is a closed loop of N clients with ``inflight`` requests each (1 by de
 client waits for its answer), so throughput and latency at each step describe the server
 as N well-behaved clients see it. The degradation analysis compares consecutive steps:
 the exponent ``log(p95 ratio) / log(client ratio)`` says how latency grows with clients
-(below 0.9 sub-linear, up to 1.1 linear, above: worse than linear).
+(below 0.9 sub-linear, up to 1.1 linear, above: worse than linear), and the throughput
+factor says whether adding clients still adds throughput (grows), saturates (flat, within
+10 %) or costs throughput (drops).
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ def classify_exponent(exponent: float | None) -> str:
     return "super-linear"
 
 
+def _trend(factor: float | None) -> str:
+    """Throughput from one step to the next: grows, flat (within 10 %) or drops."""
+    if factor is None:
+        return "unknown"
+    if factor > 1.1:
+        return "grows"
+    return "flat" if factor >= 0.9 else "drops"
+
+
 def degradation(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per consecutive pair of steps: client, p95 and throughput factors and the exponent."""
     out = []
@@ -51,6 +62,7 @@ def degradation(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "throughput_factor": round(t_b / t_a, 3) if t_a else None,
             "p95_exponent": exp,
             "latency_growth": classify_exponent(exp),
+            "throughput_trend": _trend(t_b / t_a if t_a else None),
         })
     return out
 
