@@ -78,6 +78,7 @@ class AsvProject:
         self.exe = list(cfg.asv.executable) or _asv_executable()
         self._machines_done: set[str] = set()
         self._current = _Proc()
+        self._stopping = False
         self._lock = threading.Lock()
 
     # ---- configuration -----------------------------------------------------------------
@@ -154,6 +155,8 @@ class AsvProject:
         """Build and benchmark one commit with one profile; never raises for a commit that
         fails to build or whose benchmarks error (that is a ``failed`` outcome with its log).
         """
+        if self._stopping:
+            return RunOutcome("abandoned", None, "", "run abandoned (shutdown)")
         self.write_config()
         self.ensure_machine(profile)
         machine = self.machine_for(profile)
@@ -172,6 +175,7 @@ class AsvProject:
         holder = _Proc()
         with self._lock:
             self._current = holder
+            holder.abandoned = self._stopping
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, env=self._env(profile), cwd=self.state_dir,
@@ -244,6 +248,7 @@ class AsvProject:
         """Stop the current ``asv run`` (SIGTERM to its process group, then SIGKILL).
         Returns True when a run was in progress."""
         with self._lock:
+            self._stopping = True  # also refuses runs that have not started yet
             holder = self._current
             holder.abandoned = True
         if holder.proc is not None and holder.proc.poll() is None:

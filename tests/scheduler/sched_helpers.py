@@ -46,6 +46,23 @@ class Suite:
         return {"samples": samples, "number": 1}
 '''
 
+INSTALLER = '''
+"""asv install_command of the tiny project: check pyproject.toml, put the checkout on
+sys.path of the environment (a .pth file)."""
+import site
+import sys
+import tomllib
+from pathlib import Path
+
+build_dir = Path(sys.argv[1])
+try:
+    tomllib.loads((build_dir / "pyproject.toml").read_text())
+except tomllib.TOMLDecodeError as exc:
+    print(f"build failed: pyproject.toml: tomllib.TOMLDecodeError: {exc}", file=sys.stderr)
+    sys.exit(1)
+Path(site.getsitepackages()[0], "tinyproj_checkout.pth").write_text(str(build_dir) + "\\n")
+'''
+
 PYPROJECT = '''
 [build-system]
 requires = ["setuptools>=61"]
