@@ -137,6 +137,20 @@ def _start_daemon(cfg: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
     return proc, first.split()[-1]
 
 
+def _asv_processes(state_dir: Path) -> list[int]:
+    """PIDs of asv processes working on this state directory."""
+    needle = str(state_dir / "asv.conf.json").encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
 def _wait_running(state_dir: Path, proc: subprocess.Popen[str], timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,6 +195,7 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
             daemon.kill()
     assert daemon.returncode == 0, err
     assert "re-queued" in err
+    assert not _asv_processes(state_dir), "SIGTERM left an asv run behind"
     st = runs(state_dir)
     assert st[c2] == "queued" and "running" not in st.values()
 
@@ -203,8 +218,11 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     assert (nightly.tm_hour, nightly.tm_min) == (2, 0)
 
     # 3) a normal start finishes everything; one regression, one alert
+    assert _asv_processes(state_dir), "the killed daemon's asv run should still be there"
     proc = once(cfg, **env)
     assert "re-queued" in proc.stderr
+    assert "left behind by a killed scheduler" in proc.stderr
+    assert not _asv_processes(state_dir)
     assert runs(state_dir) == {c1: "done", c2: "done"}
     regressions = texts(fake_slack, "Performance regression")
     assert len(regressions) == 1 and c2[:8] in regressions[0]
