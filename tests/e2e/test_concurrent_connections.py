@@ -8,7 +8,11 @@ growth.
 
 from __future__ import annotations
 
-from e2e_support import failed_criteria, scenario
+import pytest
+from e2e_support import FULL, failed_criteria, scenario
+
+# the full profile runs the plan's durations (10 min hold, ...): beyond pytest's 600 s
+pytestmark = pytest.mark.timeout(3 * 3600 if FULL else 600)
 
 
 def test_concurrent_connections() -> None:

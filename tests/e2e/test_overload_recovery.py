@@ -9,9 +9,13 @@ again, and clients reconnecting after the restart.
 
 from __future__ import annotations
 
-from e2e_support import criterion, failed_criteria, scenario
+import pytest
+from e2e_support import FULL, criterion, failed_criteria, scenario
 
 from benchmarks.load import protocol as P
+
+# the full profile runs the plan's durations (10 min hold, ...): beyond pytest's 600 s
+pytestmark = pytest.mark.timeout(3 * 3600 if FULL else 600)
 
 
 def test_overload_recovery() -> None:
