@@ -48,19 +48,24 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
         sig = "asv step detection" if f.asv_step else "absolute limit"
     rng = (f"{good.short if good else f.good[:8]}..{bad.short if bad else f.bad[:8]}"
            if f.good else (bad.short if bad else f.bad[:8]))
-    text = (f"{title}: {f.bench} [{f.machine}] {before} → {after}{pct} at "
-            f"{bad.short if bad else f.bad[:8]}")
+    at = bad.short if bad else f.bad[:8]
+    if f.kind == "limit":  # "before" is the limit itself
+        change = f"{after} > limit {before}{pct}"
+        change_md = f"*{after}* > limit {before}{pct}"
+    else:
+        change = f"{before} → {after}{pct}"
+        change_md = f"*{before} → {after}*{pct}"
+    text = f"{title}: {f.bench} [{f.machine}] {change} at {at}"
     details = [
         f"benchmark: {f.bench}  (machine {f.machine}, profile {f.profile})",
-        f"before → after: {before} → {after}{pct}",
+        f"{'value' if f.kind == 'limit' else 'before → after'}: {change}",
         f"significance: {sig}",
         f"commits: {rng}" + (f"  first bad: {bad.short} by {bad.author}" if bad else ""),
         f"crossed: {f.crossed}",
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}},
-        _section(f"*<{link}|{f.bench}>*  on `{f.machine}`\n"
-                 f"*{before} → {after}*{pct}\n{sig}"),
+        _section(f"*<{link}|{f.bench}>*  on `{f.machine}`\n{change_md}\n{sig}"),
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*First bad*\n{_commit_text(bad, f.bad)}"},
             {"type": "mrkdwn", "text": f"*Last good*\n{_commit_text(good, f.good)}"
