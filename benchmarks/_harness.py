@@ -12,7 +12,10 @@ library alone. The measuring itself happens in another process:
   every commit being compared.
 
 A scenario runs once per ``asv run`` and environment, in ``setup_cache``; every
-figure is then its own ``track_`` benchmark that reads the cached result. A
+figure is then its own ``track_`` benchmark that reads the cached result. Each
+scenario class defines its own ``setup_cache``: asv keys the cache by the
+function's source file and line, so a shared factory would make every class
+read the same (first) scenario's result. A
 figure is returned to asv as ``{"samples": [...], "number": 1}``: asv_runner
 0.3.x passes such a dict through as a timing-style result, so asv stores the
 samples, computes the median and a 99 % confidence interval, and ``asv
@@ -129,14 +132,4 @@ def figure(result: dict[str, Any], name: str) -> dict[str, Any] | float:
         return samples(repeated)
     value = result.get("metrics", {}).get(name)
     return samples([value]) if value is not None else math.nan
-
-
-def cached(scenario: str, timeout: float) -> Any:
-    """A ``setup_cache`` that runs ``scenario`` once per asv run and environment."""
-
-    def setup_cache(self: object) -> dict[str, Any]:
-        return run_scenario(scenario)
-
-    setup_cache.timeout = timeout  # type: ignore[attr-defined]  # asv reads it
-    return setup_cache
 

@@ -1,6 +1,6 @@
 """Concurrent connections: rapid establishment, 1000 held, churn, resources."""
 
-from ._harness import cached, figure
+from ._harness import figure, run_scenario
 
 
 class ConcurrentConnections:
@@ -9,7 +9,11 @@ class ConcurrentConnections:
     version = "1"
     timeout = 60
 
-    setup_cache = cached("concurrent_connections", timeout=3600)
+    def setup_cache(self):
+        # Once per asv run and environment; every track_ method reads its result.
+        return run_scenario("concurrent_connections")
+
+    setup_cache.timeout = 3600
 
     def track_establish_100_connections(self, result):
         """Wall time until all of the rapid phase's connections were open."""

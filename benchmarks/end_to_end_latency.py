@@ -5,7 +5,7 @@ server shows up as latency instead of as fewer requests (no coordinated
 omission). ``load`` is the lightest and the heaviest rate of the profile.
 """
 
-from ._harness import cached, figure, profile
+from ._harness import figure, profile, run_scenario
 
 TOOLS = ["echo", "status", "chat", "analyze"]
 LOADS = ["light", "heavy"]
@@ -27,7 +27,11 @@ class EndToEndLatency:
     version = "1"
     timeout = 60
 
-    setup_cache = cached("end_to_end_latency", timeout=1800)
+    def setup_cache(self):
+        # Once per asv run and environment; every track_ method reads its result.
+        return run_scenario("end_to_end_latency")
+
+    setup_cache.timeout = 1800
 
     def track_latency_p50(self, result, tool, load):
         return figure(result, f"{_phase(tool, load)}.p50_ms")

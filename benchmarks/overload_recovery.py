@@ -1,6 +1,6 @@
 """Overload and recovery: load shedding, circuit breaker, server restart."""
 
-from ._harness import cached, figure
+from ._harness import figure, run_scenario
 
 
 class OverloadRecovery:
@@ -9,7 +9,11 @@ class OverloadRecovery:
     version = "1"
     timeout = 60
 
-    setup_cache = cached("overload_recovery", timeout=1800)
+    def setup_cache(self):
+        # Once per asv run and environment; every track_ method reads its result.
+        return run_scenario("overload_recovery")
+
+    setup_cache.timeout = 1800
 
     def track_overload_accepted_p99(self, result):
         """p99 of the calls accepted while offered twice the capacity (open loop)."""

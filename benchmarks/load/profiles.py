@@ -88,7 +88,7 @@ class Soak:
 
 TABLE: dict[str, dict[str, Any]] = {
     "load_performance": {
-        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.3, duration_s=1.5),
+        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.3, duration_s=4.0),
         "quick": LoadPerformance(),
         "full": LoadPerformance(warmup_s=5.0, duration_s=60.0),
     },

@@ -22,7 +22,9 @@ Sample = tuple[float, float, float, int, int, int]  # t, user, sys, rss, fds, th
 class ResourceSampler:
     """Samples one PID until stopped; survives the process disappearing (restart)."""
 
-    def __init__(self, pid: int | None, interval_s: float = 0.5) -> None:
+    def __init__(self, pid: int | None, interval_s: float = 0.1) -> None:
+        # 0.1 s, not the 0.5 s the plan asks for at least: the per-slice server CPU
+        # figures (asv samples) interpolate between samples, and slices are ~0.5 s.
         self.interval_s = interval_s
         self.samples: list[Sample] = []
         self._lock = threading.Lock()

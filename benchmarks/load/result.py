@@ -33,7 +33,7 @@ Top level::
                   or "info"
     samples       server resource samples of the whole run: {"columns": ["t_s",
                   "cpu_user_s", "cpu_sys_s", "rss_kib", "fds", "threads"], "rows": [...]}
-                  (t relative to the run start, CPU cumulative), every 0.5 s
+                  (t relative to the run start, CPU cumulative), every 0.1 s
     notes         free-text remarks (e.g. "closed loop: latency from actual send")
 
 PHASE::
@@ -189,8 +189,9 @@ def build_phase(spec: PhaseSpec, wire: dict[str, Any],
 
 #: Figures that get one value per slice (``metric_samples``).
 SLICE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p95_ms", "p99_ms", "server_cpu_us_per_msg")
-#: Server CPU per slice needs slices long enough for the 0.5 s sampling to resolve them.
-MIN_CPU_SLICE_S = 1.0
+#: Server CPU per slice needs slices spanning several 0.1 s samples, and enough 10 ms
+#: clock ticks of CPU time (psutil's resolution) to be more than quantisation noise.
+MIN_CPU_SLICE_S = 0.4
 
 
 def _slices(rec: Recorder, ws: float, window: float,
