@@ -78,35 +78,43 @@ class Runner:
                          token=self.target.token, **kw)
 
     def run(self, spec: PhaseSpec, actions: list[Action] | None = None) -> dict[str, Any]:
-        """Run one phase (with its actions), return its PHASE document."""
+        """Run one phase (with its actions), return its PHASE document.
+
+        Actions count their ``at_s`` from the moment traffic starts (connections open),
+        not from the call, so connecting 1000 sessions or spawning workers does not eat
+        into the time before a restart or a failure injection.
+        """
         stop = threading.Event()
+        went = threading.Event()
         events: list[dict[str, Any]] = []
         threads = []
-        started = time.perf_counter()
         for action in actions or []:
-            th = threading.Thread(target=self._act, args=(action, started, stop, events),
+            th = threading.Thread(target=self._act, args=(action, went, stop, events),
                                   name=f"action-{action.name}", daemon=True)
             th.start()
             threads.append(th)
         if self.sampler is not None:
             self.sampler.mark()
-        wire = workers.run_phase(spec, stop=stop)
+        try:
+            wire = workers.run_phase(spec, stop=stop, on_go=went.set)
+        finally:
+            went.set()
+            stop.set()
         if self.sampler is not None:
             self.sampler.mark()
-        stop.set()
         for th in threads:
             th.join(timeout=60)
-        go = wire.get("go", started)
+        go = wire.get("go", time.perf_counter())
         self.last_window = (wire["window_start"], min(wire["window_end"],
                                                       wire.get("send_stopped", float("inf"))))
         for ev in events:
             ev["t_s"] = round(ev.pop("_at") - go, 3)
         return build_phase(spec, wire, self.sampler, events)
 
-    def _act(self, action: Action, started: float, stop: threading.Event,
+    def _act(self, action: Action, went: threading.Event, stop: threading.Event,
              events: list[dict[str, Any]]) -> None:
-        delay = started + action.at_s - time.perf_counter()
-        if delay > 0 and stop.wait(delay):
+        went.wait()
+        if stop.wait(action.at_s):
             return
         at = time.perf_counter()
         try:

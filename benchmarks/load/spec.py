@@ -64,7 +64,9 @@ class PhaseSpec:
         conns = self.connections // workers + (1 if index < self.connections % workers else 0)
         return replace(self, connections=conns, rate=self.rate / workers,
                        max_requests=max(1, self.bounded_max_requests() // workers),
-                       seed=self.seed * 1000 + index, workers=1)
+                       seed=self.seed * 1000 + index, workers=1,
+                       # workers report counters every second; the parent prints
+                       progress_s=min(self.progress_s, 1.0))
 
     def settings(self) -> dict[str, Any]:
         """The JSON ``settings`` of a phase (what was asked, not what happened)."""

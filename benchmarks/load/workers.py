@@ -15,6 +15,7 @@ import queue
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from . import phase
@@ -23,13 +24,18 @@ from .runtime import StopFlag
 from .spec import PhaseSpec
 
 
-def run_phase(spec: PhaseSpec, stop: StopFlag | None = None) -> dict[str, Any]:
-    """Run ``spec`` with ``spec.workers`` processes (in this process when 1); merged wire."""
+def run_phase(spec: PhaseSpec, stop: StopFlag | None = None,
+              on_go: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run ``spec`` with ``spec.workers`` processes (in this process when 1); merged wire.
+
+    ``on_go`` is called once the connections are open and traffic is about to start (the
+    moment timed actions count from).
+    """
     if spec.workers <= 1:
         progress = phase.print_progress(spec.name, spec.warmup_s + spec.duration_s) \
             if spec.progress_s > 0 else None
-        return phase.run_in_process(spec, stop=stop, progress=progress)
-    return _run_workers(spec, stop)
+        return phase.run_in_process(spec, stop=stop, progress=progress, ready=on_go)
+    return _run_workers(spec, stop, on_go)
 
 
 def _worker(spec: PhaseSpec, index: int, barrier: Any, stop: Any, counters: Any,
@@ -50,7 +56,8 @@ def _worker(spec: PhaseSpec, index: int, barrier: Any, stop: Any, counters: Any,
         results.put((index, None, traceback.format_exc()))
 
 
-def _run_workers(spec: PhaseSpec, stop: StopFlag | None) -> dict[str, Any]:
+def _run_workers(spec: PhaseSpec, stop: StopFlag | None,
+                 on_go: Callable[[], None] | None) -> dict[str, Any]:
     n = min(spec.workers, max(1, spec.connections))  # every worker needs a connection
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(n + 1)
@@ -72,6 +79,8 @@ def _run_workers(spec: PhaseSpec, stop: StopFlag | None) -> dict[str, Any]:
         barrier.wait(timeout=spec.connect_timeout_s * 4 + 60)
     except Exception:  # a worker died while connecting: collect what there is
         barrier.abort()
+    if on_go is not None:
+        on_go()
     hard_deadline = time.monotonic() + spec.warmup_s + spec.duration_s \
         + 2 * spec.timeout_s + 60
     t0 = time.monotonic()
