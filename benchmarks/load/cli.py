@@ -8,7 +8,6 @@ criterion failed; 2 when the run could not be made (bad arguments, server did no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -126,7 +125,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-def dumps(doc: dict[str, Any]) -> str:
-    """The JSON text of a document (for callers that want a string)."""
-    return json.dumps(doc, indent=1, allow_nan=False)
