@@ -154,3 +154,30 @@ def test_open_loop_measures_a_stalled_server() -> None:
     assert open_rec.latency.get_max_value() >= 400_000
     # the closed loop (1 in flight) saw the freeze as a single slow request
     assert H.count_above(closed_rec.latency, 100_000) <= 2
+
+
+def test_profiles_and_overrides() -> None:
+    """Every scenario has the three profiles; --set parses into the field's type."""
+    from benchmarks.load import profiles
+
+    for name in profiles.SCENARIOS:
+        for prof in profiles.PROFILES:
+            assert profiles.params(name, prof) is not None
+    p = profiles.params("load_performance", "quick", {"clients": "1,10", "duration_s": "2"})
+    assert p.clients == (1, 10) and p.duration_s == 2.0
+    quick = profiles.TABLE["load_performance"]["quick"]
+    full = profiles.TABLE["load_performance"]["full"]
+    assert full.duration_s > quick.duration_s
+
+
+def test_degradation_classification() -> None:
+    from benchmarks.load.scenarios.load_performance import classify_exponent, degradation
+
+    def step(n: int, p95: float, thr: float) -> dict[str, object]:
+        return {"settings": {"connections": n}, "latency_ms": {"p95": p95},
+                "throughput_msg_s": thr}
+
+    d = degradation([step(1, 1.0, 1000.0), step(10, 5.0, 8000.0), step(100, 500.0, 4000.0)])
+    assert d[0]["latency_growth"] == "sub-linear" and d[0]["throughput_trend"] == "grows"
+    assert d[1]["latency_growth"] == "super-linear" and d[1]["throughput_trend"] == "drops"
+    assert classify_exponent(1.0) == "linear"
