@@ -4,12 +4,14 @@
 server can do) and (b) the toolserver's ``echo`` tool, driven by the *same* closed-loop
 client at 1, 10 and 100 connections; prints msg/s of each and the ratio b/a (goal
 >= 0.7 at 10 and 100 connections). With ``--metrics-overhead`` it compares instead the
-toolserver with metrics on (a) and with ``--no-metrics`` (b): cost = 1 - on/off, goal
-< 5 %.
+toolserver with metrics on (a) and with ``--no-metrics`` (b): cost = server CPU per
+message on/off - 1, the median of round-paired ratios (the throughput cost 1 - on/off is
+reported too), goal < 5 %.
 
 Both servers run side by side, pinned to the same core, and the measurements alternate
-(a, b, a, b, ... for several rounds) and take the median per point, so slow drift of the
-machine (other jobs, thermal) hits both sides alike. Server CPU time per message is
+(a, b, b, a, a, b, ... for several rounds) and take the median per point and the median
+of the per-round b/a ratios, so slow drift of the machine (other jobs, thermal) hits both
+sides alike. Server CPU time per message is
 reported too: on a noisy machine it is steadier than msg/s.
 """
 
