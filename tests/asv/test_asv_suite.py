@@ -32,7 +32,8 @@ def history(asv_project: Project) -> Project:
     base, docs = asv_project.commits["base"], asv_project.commits["docs"]
     hashes = asv_project.path.parent / "hashes.txt"
     hashes.write_text(f"{base}\n{docs}\n")
-    proc = asv_project.asv("run", "--show-stderr", f"HASHFILE:{hashes}")
+    # --record-samples: keep the per-slice samples (asv continuous always does).
+    proc = asv_project.asv("run", "--show-stderr", "--record-samples", f"HASHFILE:{hashes}")
     assert proc.returncode == 0, "asv run failed"
     return asv_project
 
@@ -57,10 +58,10 @@ def test_run_records_samples_for_every_scenario(history: Project) -> None:
     # params: clients 1, 10, 100 measured in smoke; 1000 skipped (NaN) there
     values = cpu["result"]
     assert all(v is not None and v > 0 for v in values[:3]), values
+    # asv needs >= 7 samples a side before its Mann-Whitney test can reach p < 0.002
+    assert all(n >= 7 for n in cpu["stats_repeat"][:3]), cpu["stats_repeat"]
     samples = cpu.get("samples")
-    assert samples and all(s and len(s) >= 7 for s in samples[:3]), (
-        "asv needs >= 7 samples a side for its Mann-Whitney test"
-    )
+    assert samples and all(s and len(s) >= 7 for s in samples[:3]), samples
 
 
 def test_publish_and_compare(history: Project) -> None:
