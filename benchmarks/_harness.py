@@ -97,7 +97,8 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)
         started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=_die_with_parent)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(
                 f"instrument failed (exit {proc.returncode}) after "
@@ -105,6 +106,16 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
             )
         document: dict[str, Any] = json.loads(out.read_text())
     return document
+
+
+def _die_with_parent() -> None:
+    """In the instrument's process before exec: SIGTERM it if this benchmark process
+    dies (asv's timeout kills benchmark processes), so no load keeps running."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def samples(values: list[float]) -> dict[str, Any] | float:

@@ -224,7 +224,11 @@ def calibrate(cfg: Config, *, commit: str = "HEAD", runs: int = 5, profile: str 
     for i in range(runs):
         say(f"calibration run {i + 1}/{runs} of {sha[:8]} (profile {profile})")
         started = time.monotonic()
-        outcome = project.run(sha, profile)
+        try:
+            outcome = project.run(sha, profile)
+        except BaseException:  # SIGTERM/Ctrl-C: stop asv's process group too
+            project.abandon()
+            raise
         seconds.append(round(time.monotonic() - started, 1))
         if outcome.status != "done":
             raise CalibrationError(f"run {i + 1} {outcome.status}: {outcome.error}\n"

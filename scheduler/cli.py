@@ -252,11 +252,17 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm() -> None:
+    """Long commands unwind on SIGTERM like on Ctrl-C (asv runs are abandoned)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
     from .calibrate import CalibrationError, calibrate, write_noise, write_report
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
+    _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         try:
             cal = calibrate(cfg, commit=args.commit, runs=args.runs, profile=args.profile,
@@ -279,6 +285,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
     targets = [t for t in default_targets() if not args.only or t.kind in args.only]
+    _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         result = evaluate(cfg, project_root=Path(__file__).resolve().parent.parent,
                           neutral=args.neutral, targets=targets, profile=args.profile,

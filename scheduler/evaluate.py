@@ -308,6 +308,9 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
             for t in targets:
                 thr = threshold_for(ecfg.judge, baselines, t.series, ecfg.asv.machine, profile)
                 thresholds[t.series] = (thr.value, thr.source, thr.unstable)
+        except BaseException:  # SIGTERM/Ctrl-C: stop asv's process group too
+            svc.abandon()
+            raise
         finally:
             svc.close()
         return Evaluation(profile=profile, machine=ecfg.asv.machine, bench=bench,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -94,6 +95,9 @@ def _overrides(items: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run and report; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # SIGTERM (asv's timeout, a scheduler shutting down) unwinds like Ctrl-C, so the
+    # server and worker processes this run started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     if (args.url is None) == (args.server_python is None):
         print("give exactly one of --url or --server-python", file=sys.stderr)
         return 2

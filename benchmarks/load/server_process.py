@@ -16,6 +16,7 @@ import re
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -61,6 +62,15 @@ def pin_process(pid: int, core: int) -> bool:
         except OSError:
             pass
     return ok
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the instrument dies, even by SIGKILL
+    (Linux ``PR_SET_PDEATHSIG``), so an interrupted run never leaves a server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class ServerProcess:
@@ -117,7 +127,8 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=self._log, stdin=subprocess.DEVNULL,
-                                     env=self.env, cwd=self.cwd)
+                                     env=self.env, cwd=self.cwd,
+                                     preexec_fn=die_with_parent)
         if self.core is not None:
             pin_process(self.proc.pid, self.core)
         line = self._first_line()
