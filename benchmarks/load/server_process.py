@@ -9,6 +9,7 @@ figures are its own. Restart keeps the port, so clients can reconnect to the sam
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -64,13 +65,27 @@ def pin_process(pid: int, core: int) -> bool:
     return ok
 
 
+_LIBC: Any = None
+if sys.platform.startswith("linux"):
+    import ctypes
+
+    # loaded here, in the parent: the child between fork and exec should only call prctl
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the instrument dies, even by SIGKILL
     (Linux ``PR_SET_PDEATHSIG``), so an interrupted run never leaves a server behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+#: PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
+#: A server restarted from a short-lived thread (the restart action of the overload
+#: scenario) would be killed the moment that thread ends, so every server is forked from
+#: this one long-lived thread, which lives as long as the instrument process.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="server-spawner")
 
 
 class ServerProcess:
@@ -125,10 +140,11 @@ class ServerProcess:
     def start(self) -> str:
         """Start, wait for the ``listening on`` line, pin; returns the ws:// URL."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                     stderr=self._log, stdin=subprocess.DEVNULL,
-                                     env=self.env, cwd=self.cwd,
-                                     preexec_fn=die_with_parent)
+        log = self._log
+        self.proc = _SPAWNER.submit(
+            subprocess.Popen, self.command(), stdout=subprocess.PIPE, stderr=log,
+            stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+            preexec_fn=die_with_parent).result()
         if self.core is not None:
             pin_process(self.proc.pid, self.core)
         line = self._first_line()
