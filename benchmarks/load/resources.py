@@ -1,4 +1,4 @@
-"""Resource sampling of the server process (psutil, by PID) every 0.5 s.
+"""Resource sampling of the server process (psutil, by PID) every 0.1 s.
 
 A thread, not an asyncio task: the generator's event loop may be saturated, and samples
 must keep their cadence regardless. Samples are cumulative CPU user/sys seconds, RSS,

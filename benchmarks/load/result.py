@@ -25,7 +25,7 @@ Top level::
                   of the phase's equal sub-windows ("slices", 10 by default), i.e.
                   repeated samples for asv's statistics; figures: msg_s, us_per_msg,
                   p50_ms, p95_ms, p99_ms, server_cpu_us_per_msg (the latter only when a
-                  slice lasts >= 1 s, the server being sampled every 0.5 s)
+                  slice lasts >= 0.4 s, the server being sampled every 0.1 s)
     phases        list of PHASE (below), in run order
     analysis      scenario-specific derived findings (e.g. degradation per client step)
     criteria      list of {name, value, op, limit, passed, scope, note}; scope "ci"
