@@ -529,6 +529,10 @@ class ServerState:
             logger.warning("some connections did not close in time")
 
 
+#: Accept queue length (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
+
+
 async def run_server(
     config: ServerConfig,
     *,
@@ -577,6 +581,9 @@ async def run_server(
             max_size=limits.max_frame_bytes,
             write_limit=WRITE_LIMIT,
             server_header=f"toolserver/{__version__}",
+            # asyncio's default accept backlog is 100: a burst of 1000 connects then
+            # overflows it and the kernel makes clients retry their SYN after ~1 s.
+            backlog=max(LISTEN_BACKLOG, limits.max_connections),
         ) as server:
             host, port = server.sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
