@@ -97,6 +97,9 @@ class JudgeConfig:
     alpha: float = 0.01  # Mann-Whitney U p-value below which a change is significant
     min_samples: int = 5  # fewer samples on either side: ratio only, marked "not tested"
     use_asv_steps: bool = True
+    # Re-measure a commit before alerting on a regression against its neighbour: a run
+    # disturbed by something else on the machine is not repeated, a real regression is.
+    confirm: bool = True
     plot_history: int = 30  # commits shown in the alert plot
 
     def threshold_for(self, benchmark: str) -> tuple[float, str]:
@@ -166,7 +169,7 @@ _SECTIONS: dict[str, set[str]] = {
     "profiles": {"premerge", "nightly", "soak"},
     "site": {"html_dir", "host", "port", "public_url"},
     "judge": {"default_threshold", "thresholds", "alpha", "min_samples", "use_asv_steps",
-              "plot_history"},
+              "plot_history", "confirm"},
     "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
               "max_attempts", "upload_plots"},
     "state": {"dir"},
@@ -355,6 +358,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         alpha=j.get_num("alpha", 0.01, minimum=0),
         min_samples=j.get_int("min_samples", 5, minimum=1),
         use_asv_steps=j.get_bool("use_asv_steps", True),
+        confirm=j.get_bool("confirm", True),
         plot_history=j.get_int("plot_history", 30, minimum=2),
     )
 

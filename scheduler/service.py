@@ -203,6 +203,8 @@ class Service:
             self.state.finish(run.id, "done", log=outcome.log, error=outcome.error)
             self.stats.measured += 1
             self._say(f"measured {run.short} in {outcome.seconds:.0f}s")
+        if run.kind == "confirm" and outcome.status == "done":
+            self.state.set_meta(_confirmed_key(run.profile, run.commit_hash), "1")
         self.publish()
         self._judge_and_mark(run, outcome.status)
         self.flush()
@@ -424,7 +426,23 @@ class Service:
                 asv_step=True))
         return extra
 
+    def _needs_confirmation(self, f: Finding, branch: str) -> bool:
+        """A history regression is alerted only once its first bad commit has been
+        measured a second time: queue that re-measurement (highest priority) instead."""
+        if (f.kind != "history" or f.asv_step or not self.cfg.judge.confirm
+                or self.state.get_meta(_confirmed_key(f.profile, f.bad))):
+            return False
+        info = self.state.commit_info(f.bad)
+        if self.state.enqueue(f.bad, branch, f.profile, "confirm",
+                              int(info["date"]) if info else 0, requeue_done=True):
+            change = f"{f.comparison.change_pct:+.1f}% " if f.comparison else ""
+            self._say(f"{f.bench}: {change}at {f.bad[:8]}; re-measuring {f.bad[:8]} to "
+                      "confirm before alerting")
+        return True
+
     def _alert(self, f: Finding, branch: str, history: list[str]) -> None:
+        if self._needs_confirmation(f, branch):
+            return
         if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
                                      bad=f.bad, before=f.before, after=f.after,
                                      detail={"benchmark": f.benchmark, "params": f.params,
@@ -556,6 +574,10 @@ class Service:
             "outbox_pending": [i.__dict__ for i in self.state.outbox_all("pending")],
             "outbox_dead": [i.__dict__ for i in self.state.outbox_all("dead")],
         }
+
+
+def _confirmed_key(profile: str, commit: str) -> str:
+    return f"confirmed:{profile}:{commit}"
 
 
 def plots_dir(cfg: Config) -> Path:

@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 # Queue order: a higher priority first, then the newest commit first.
-PRIORITY = {"bisect": 300, "nightly": 250, "soak": 240, "poll": 200, "backfill": 100}
+PRIORITY = {"confirm": 350, "bisect": 300, "nightly": 250, "soak": 240, "poll": 200,
+            "backfill": 100}
 RUN_STATUSES = ("queued", "running", "done", "failed")
 
 
