@@ -9,11 +9,14 @@ series records the run-to-run spread:
 * the coefficient of variation (CV) of the per-run values (asv's median of samples);
 * the distribution of run-to-run ratios (every pair of runs, larger over smaller).
 
-The threshold of a series is the largest of a floor, ``K_SIGMA`` × CV (three standard
+The threshold of a series is the largest of a floor, ``K_SIGMA`` × CV (two standard
 deviations of the difference of two independent runs) and ``MARGIN`` × the largest
-run-to-run deviation actually seen. A series whose threshold would exceed
-``UNSTABLE_ABOVE`` (or that has no usable relative scale) is marked *unstable*: the judge
-reports it as such and never alerts on it. Thresholds are written to
+run-to-run deviation actually seen. Two, not three: the service re-measures a commit
+before it alerts (``[judge] confirm``), so noise has to cross the threshold twice in
+independent runs, which squares its per-comparison probability (about 2 % → 0.05 %).
+A series whose threshold would exceed ``UNSTABLE_ABOVE`` (or that has no usable
+relative scale) is marked *unstable*: the judge reports it as such and never alerts on it.
+Thresholds are written to
 ``baselines/noise.toml`` for this machine and profile, where the judge picks them up.
 """
 
@@ -42,8 +45,9 @@ from .results import Measurement
 
 #: Below this a change is not worth an alert, however steady the figure.
 FLOOR = 0.03
-#: The difference of two independent runs has sqrt(2) x sigma; alert beyond 3 of those.
-K_SIGMA = 3 * math.sqrt(2)
+#: The difference of two independent runs has sqrt(2) x sigma; alert beyond 2 of those
+#: (a regression is confirmed by a second, independent run before anyone is alerted).
+K_SIGMA = 2 * math.sqrt(2)
 #: Margin over the largest run-to-run deviation seen during calibration.
 MARGIN = 1.25
 #: A figure that cannot be judged to better than this is reported as unstable.
@@ -163,6 +167,21 @@ class Calibration:
                          f"{'UNSTABLE: ' + s.reason if s.unstable else ''}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def from_report(path: Path) -> Calibration:
+    """A calibration read back from its JSON report: thresholds are derived again from the
+    stored per-run values (after a change of the rule, no re-measuring needed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        series = [SeriesNoise(s["bench"], s.get("unit", ""), tuple(s["values"]), s["runs"])
+                  for s in data["series"]]
+        return Calibration(commit=data["commit"], machine=data["machine"],
+                           profile=data["profile"], runs=data["runs"], bench=data["bench"],
+                           series=series, run_seconds=data["run_seconds"],
+                           warnings=data.get("warnings", []))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CalibrationError(f"{path}: not a calibration report: {exc}") from None
 
 
 def _finite(x: float) -> float | None:

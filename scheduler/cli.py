@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
     c.add_argument("--dry-run", action="store_true",
                    help="print the table, do not write baselines/noise.toml")
+    c.add_argument("--from-report", metavar="JSON",
+                   help="derive thresholds from a stored calibration report instead of "
+                        "measuring (after a change of the rule)")
 
     e = sub.add_parser("evaluate", help="detection self-test on a throwaway history",
                        description="Copy this project into a throwaway repository, commit "
@@ -258,15 +261,18 @@ def _exit_on_sigterm() -> None:
 
 
 def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationError, calibrate, write_noise, write_report
+    from .calibrate import CalibrationError, calibrate, from_report, write_noise, write_report
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
     _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         try:
-            cal = calibrate(cfg, commit=args.commit, runs=args.runs, profile=args.profile,
-                            bench=args.bench, say=say)
+            if args.from_report:
+                cal = from_report(Path(args.from_report))
+            else:
+                cal = calibrate(cfg, commit=args.commit, runs=args.runs,
+                                profile=args.profile, bench=args.bench, say=say)
         except CalibrationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -429,7 +429,7 @@ class Service:
     def _needs_confirmation(self, f: Finding, branch: str) -> bool:
         """A history regression is alerted only once its first bad commit has been
         measured a second time: queue that re-measurement (highest priority) instead."""
-        if (f.kind != "history" or f.asv_step or not self.cfg.judge.confirm
+        if (f.kind != "history" or not self.cfg.judge.confirm
                 or self.state.get_meta(_confirmed_key(f.profile, f.bad))):
             return False
         info = self.state.commit_info(f.bad)
