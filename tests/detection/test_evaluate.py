@@ -48,8 +48,9 @@ def test_planted_regression_is_named_and_neutral_commits_stay_quiet(
     assert not result.failures, result.failures
     planted = result.planted
     assert len(planted) == 1 and planted[0].caught, result.table()
+    # the plant sits between the neutral commits: both sides of it are judged
     assert [o.plant.name for o in result.outcomes if o.plant is not None] == [
-        "docs1", "comment2", planted[0].plant.name], "history shape"
+        "docs1", planted[0].plant.name, "comment2"], "history shape"
     assert not result.false_alerts, result.table()
     assert result.passed
 
