@@ -27,7 +27,6 @@ import datetime as _dt
 import itertools
 import json
 import math
-import re
 import statistics
 import time
 import tomllib
@@ -306,8 +305,3 @@ def write_report(cal: Calibration, path: Path) -> Path:
     path.write_text(json.dumps(cal.to_json(), indent=1) + "\n", encoding="utf-8")
     return path
 
-
-def matching(cal: Calibration, pattern: str) -> list[SeriesNoise]:
-    """The series whose id matches ``pattern`` (for the evaluation's table)."""
-    rx = re.compile(pattern)
-    return [s for s in cal.series if rx.search(s.bench)]

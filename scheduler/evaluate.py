@@ -49,9 +49,6 @@ class Target:
     effect: float  # relative size on that series (0.10 = +10 %)
     make: Callable[[float], P.Plant]  # base value of ``series`` -> the plant
 
-    def plant(self, base: float) -> P.Plant:
-        return self.make(base)
-
 
 def _cpu(effect: float) -> Target:
     series = "load_performance.LoadPerformance.track_server_cpu_per_message(clients=10)"
@@ -287,7 +284,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
                     failures.append(f"{t.kind}: series {t.series} not measured; not planted")
                     continue
                 base_values[t.series] = values[t.series]
-                plants.append(t.plant(values[t.series]))
+                plants.append(t.make(values[t.series]))
             history = _interleave(P.neutral(neutral), plants)
             outcomes = [Outcome(0, base, None)]
             for i, p in enumerate(history, 1):
