@@ -133,7 +133,8 @@ def slow_connect(microseconds: float) -> Plant:
         name=f"connect+{microseconds:g}us",
         description=f"busy-wait of {microseconds:g} µs in every handshake",
         apply=lambda root: insert_at_top(root / SERVER, "process_request", _spin(microseconds)),
-        expect=(r"establish_100_connections", r"connect_p99", r"churn_server_cpu"),
+        expect=(r"server_cpu_per_session", r"establish_100_connections", r"connect_p99",
+                r"churn_server_cpu"),
     )
 
 

@@ -99,7 +99,9 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             "overrides": overrides or {}, "enforce_full": enforce_full,
         }
         server_info = {"url": url, "pid": server_pid, "managed": server is not None,
-                       "starts": server.starts if server else None, "health": health}
+                       "starts": server.starts if server else None, "health": health,
+                       "cpu_clock": "process-clock" if sampler and sampler.precise_cpu
+                       else "ticks"}
         return document(
             res, started_at=started_at, elapsed_s=elapsed, settings=settings,
             machine=environment.machine(),

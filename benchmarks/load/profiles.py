@@ -35,6 +35,8 @@ class ConcurrentConnections:
     """Rapid connect, hold with light traffic, churn, then the resource check."""
 
     rapid_n: int = 100
+    rapid_rounds: int = 10
+    rapid_settle_s: float = 0.2
     hold_n: int = 1000
     hold_s: float = 10.0
     hold_rate_per_conn: float = 0.5     # light traffic: one echo per connection per 2 s
@@ -71,8 +73,10 @@ class OverloadRecovery:
     breaker_fail_for_s: float = 2.0
     breaker_max_s: float = 30.0
     restart_connections: int = 10
-    restart_s: float = 8.0
-    restart_at_s: float = 2.5
+    restart_s: float = 10.0
+    restart_at_s: float = 2.0
+    restarts: int = 3
+    restart_every_s: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ TABLE: dict[str, dict[str, Any]] = {
         "full": LoadPerformance(warmup_s=5.0, duration_s=60.0),
     },
     "concurrent_connections": {
-        "smoke": ConcurrentConnections(hold_n=500, hold_s=3.0, churn_s=3.0, settle_s=1.0),
+        "smoke": ConcurrentConnections(rapid_rounds=3, hold_n=500, hold_s=3.0, churn_s=3.0,
+                                       settle_s=1.0),
         "quick": ConcurrentConnections(),
         "full": ConcurrentConnections(hold_s=600.0, churn_s=120.0, settle_s=3.0),
     },
@@ -104,10 +109,12 @@ TABLE: dict[str, dict[str, Any]] = {
     },
     "overload_recovery": {
         "smoke": OverloadRecovery(probe_s=1.0, overload_s=2.0, recover_s=1.5,
-                                  restart_s=5.0, restart_at_s=1.5, breaker_max_s=20.0),
+                                  restart_s=7.0, restart_at_s=1.5, restarts=2,
+                                  breaker_max_s=20.0),
         "quick": OverloadRecovery(),
         "full": OverloadRecovery(probe_s=10.0, overload_s=60.0, recover_s=30.0,
-                                 restart_s=30.0, restart_at_s=10.0, breaker_max_s=60.0),
+                                 restart_s=40.0, restart_at_s=10.0, restarts=5,
+                                 restart_every_s=5.0, breaker_max_s=60.0),
     },
     "soak": {
         "smoke": Soak(rate=500.0, duration_s=4.0, warmup_s=1.0),

@@ -18,7 +18,8 @@ Top level::
     machine       hostname, platform, cpu_model, cpu_count, cpu_affinity, mem_total_mib,
                   load_avg_1m
     versions      instrument, python, websockets, uvloop, hdrhistogram, psutil, server
-    server        url, pid, managed (started by the instrument), starts, health (/health)
+    server        url, pid, managed (started by the instrument), starts, health (/health),
+                  cpu_clock
     metrics       FLAT map "<name>" -> number or null: the figures asv tracks, all in
                   lower-is-better units (see below)
     metric_samples  map "<phase>.<figure>" -> [numbers]: the same figure measured in each
@@ -32,8 +33,11 @@ Top level::
                   (asserted in CI), "full" (the plan's target, asserted with E2E_FULL=1)
                   or "info"
     samples       server resource samples of the whole run: {"columns": ["t_s",
-                  "cpu_user_s", "cpu_sys_s", "rss_kib", "fds", "threads"], "rows": [...]}
-                  (t relative to the run start, CPU cumulative), every 0.1 s
+                  "cpu_user_s", "cpu_sys_s", "rss_kib", "fds", "threads", "cpu_s"],
+                  "rows": [...]} (t relative to the run start, CPU cumulative; user/sys
+                  in 10 ms ticks, cpu_s from the process CPU clock in ns, which every
+                  CPU figure uses), every 0.1 s
+    server.cpu_clock  "process-clock" (ns) or "ticks" (psutil fallback, 10 ms)
     notes         free-text remarks (e.g. "closed loop: latency from actual send")
 
 PHASE::
@@ -328,7 +332,7 @@ def document(res: ScenarioResult, *, started_at: float, elapsed_s: float,
         "analysis": res.analysis,
         "criteria": crit,
         "samples": {"columns": ["t_s", "cpu_user_s", "cpu_sys_s", "rss_kib", "fds",
-                                "threads"], "rows": samples},
+                                "threads", "cpu_s"], "rows": samples},
         "notes": res.notes,
     }
 

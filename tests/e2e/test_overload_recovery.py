@@ -29,5 +29,9 @@ def test_overload_recovery() -> None:
     assert criterion(doc, "breaker: circuit opened")["passed"]
     assert criterion(doc, "breaker: closed again")["passed"]
     assert criterion(doc, "restart: every client reconnected")["passed"]
-    assert doc["server"]["starts"] == 2
+    restarts = doc["settings"]["params"]["restarts"]
+    assert doc["server"]["starts"] == 1 + restarts
+    # each restart is one sample of the resume time
+    resumes = doc["metric_samples"]["restart.resume_after_ready_s"]
+    assert len(resumes) == restarts and all(0 <= r < 5 for r in resumes), resumes
     assert not failed_criteria(doc), failed_criteria(doc)

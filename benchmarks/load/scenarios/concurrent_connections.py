@@ -1,14 +1,20 @@
 """Scenario 2, concurrent connections: rapid connect, hold many with light traffic, churn,
 and the resource check (file descriptors back to baseline, bounded RSS, CPU under 80 %).
 
+The rapid phase runs several rounds; their values are the samples of its figures
+(``rapid.connect_wall_ms``, ``rapid.connect_p99_ms``, ``rapid.server_cpu_us_per_session``).
+
 Memory per connection is the server's RSS increase while holding ``hold_n`` sessions
 divided by ``hold_n`` (KiB), a figure asv tracks.
 """
 
 from __future__ import annotations
 
+import statistics
+
 from ..profiles import ConcurrentConnections
 from ..protocol import default_call
+from ..resources import cpu_s
 from ..result import ScenarioResult
 from ..runner import Runner
 
@@ -19,16 +25,50 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     sampler = runner.sampler
 
     # 1. rapid: all handshakes at once, no traffic; the wall time until all are ready.
-    rapid = res.add_phase(runner.run(runner.spec(
-        "rapid", "open", p.rapid_n, echo, 0.2, connect_concurrency=p.rapid_n)))
-    wall_ms = round(rapid["connections"]["connect_wall_s"] * 1000, 2)
+    #    Repeated ``rapid_rounds`` times (connect all, hold briefly, close all, settle):
+    #    one round is a single value with 16 % run-to-run spread, too noisy for asv to
+    #    judge; the rounds are its samples, and the server CPU per session (handshake,
+    #    initialize, close) summed over all rounds is steady enough to name a slower
+    #    handshake.
+    walls: list[float] = []
+    p99s: list[float] = []
+    cpus: list[float] = []
+    opened = 0
+    for _ in range(p.rapid_rounds):
+        before = sampler.mark() if sampler else None
+        rapid = res.add_phase(runner.run(runner.spec(
+            "rapid", "open", p.rapid_n, echo, 0.2, connect_concurrency=p.rapid_n)))
+        runner.settle(p.rapid_settle_s)  # the closes are part of a session's cost
+        after = sampler.mark() if sampler else None
+        opened = min(opened, rapid["connections"]["opened"]) if walls \
+            else rapid["connections"]["opened"]
+        walls.append(round(rapid["connections"]["connect_wall_s"] * 1000, 3))
+        if rapid["connect_ms"]["p99"] is not None:
+            p99s.append(rapid["connect_ms"]["p99"])
+        if before is not None and after is not None and rapid["connections"]["opened"]:
+            used = cpu_s(after) - cpu_s(before)
+            if used >= 0:  # not across a restart
+                cpus.append(round(used * 1e6 / rapid["connections"]["opened"], 2))
+    wall_ms = statistics.median(walls)
     res.metrics["rapid.connect_wall_ms"] = wall_ms
-    res.check(f"rapid: {p.rapid_n} connections opened", rapid["connections"]["opened"],
+    res.metrics["rapid.connect_p99_ms"] = statistics.median(p99s) if p99s else None
+    res.metrics["rapid.server_cpu_us_per_session"] = statistics.median(cpus) if cpus \
+        else None
+    for name, values in (("rapid.connect_wall_ms", walls), ("rapid.connect_p99_ms", p99s),
+                         ("rapid.server_cpu_us_per_session", cpus)):
+        if len(values) >= 2:
+            res.metric_samples[name] = values
+        else:
+            res.metric_samples.pop(name, None)
+    res.analysis["rapid_rounds"] = {"rounds": p.rapid_rounds, "connect_wall_ms": walls,
+                                    "connect_p99_ms": p99s,
+                                    "server_cpu_us_per_session": cpus}
+    res.check(f"rapid: {p.rapid_n} connections opened (fewest in a round)", opened,
               ">=", p.rapid_n)
-    res.check(f"rapid: {p.rapid_n} connections established (ms)", wall_ms, "<", 3000.0,
-              note="generous CI bound; the plan's 1 s is the full criterion")
+    res.check(f"rapid: {p.rapid_n} connections established (ms, median round)", wall_ms,
+              "<", 3000.0, note="generous CI bound; the plan's 1 s is the full criterion")
     res.check(f"rapid: {p.rapid_n} connections established in under 1 s (ms, plan)",
-              wall_ms, "<", 1000.0, scope="full")
+              max(walls), "<", 1000.0, scope="full")
 
     # 2. hold: many sessions with light open-loop traffic.
     runner.settle(0.5)
