@@ -20,7 +20,7 @@ class OverloadRecovery:
         return figure(result, "overload.p99_ms")
 
     def track_overload_reject_p99(self, result):
-        """How fast a "server busy" rejection comes back."""
+        """How fast a "server busy" rejection comes back (p99 per slice of the phase)."""
         return figure(result, "overload.reject_p99_ms")
 
     def track_recovered_p99(self, result):
@@ -32,7 +32,8 @@ class OverloadRecovery:
         return figure(result, "breaker.close_after_heal_s")
 
     def track_restart_resume_after_ready(self, result):
-        """Seconds from the restarted server being ready to traffic flowing again."""
+        """Seconds from the restarted server being ready to traffic flowing again (one
+        sample per restart, 50 ms resolution)."""
         return figure(result, "restart.resume_after_ready_s")
 
     track_overload_accepted_p99.unit = "ms"
@@ -40,3 +41,6 @@ class OverloadRecovery:
     track_recovered_p99.unit = "ms"
     track_breaker_close_after_heal.unit = "s"
     track_restart_resume_after_ready.unit = "s"
+    # version 2: repeated samples within a run (slices, restarts), was one value per run
+    track_overload_reject_p99.version = "2"
+    track_restart_resume_after_ready.version = "2"

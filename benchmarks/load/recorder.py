@@ -29,6 +29,8 @@ class Recorder:
         # exact sum, built by finalize() (one record per response, not two).
         self.slice_hists = [H.new_histogram() for _ in range(slices)]
         self.slice_ok = [0] * slices
+        # error replies per slice too: how fast "busy" comes back is a tracked figure
+        self.slice_err_hists = [H.new_histogram() for _ in range(slices)]
         self._inv_slice = 0.0
         self.latency = H.new_histogram()        # successful responses, µs
         self.error_latency = H.new_histogram()  # error replies (e.g. busy rejects), µs
@@ -94,6 +96,10 @@ class Recorder:
             self.errors[kind] += 1
             if replied:
                 H.record_seconds(self.error_latency, now - intended)
+                if self._inv_slice:
+                    i = min(int((intended - self.window_start) * self._inv_slice),
+                            len(self.slice_err_hists) - 1)
+                    H.record_seconds(self.slice_err_hists[i], now - intended)
         if self.timeline_bucket_s:
             self._tick(now, kind)
 
@@ -129,6 +135,7 @@ class Recorder:
             "timeline": {str(k): dict(v) for k, v in self.timeline.items()},
             "slice_hists": [H.encode(h) for h in self.slice_hists],
             "slice_ok": list(self.slice_ok),
+            "slice_err_hists": [H.encode(h) for h in self.slice_err_hists],
         }
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
@@ -153,9 +160,12 @@ class Recorder:
         if wire_slices and not self.slice_hists:
             self.slice_hists = [H.new_histogram() for _ in wire_slices]
             self.slice_ok = [0] * len(wire_slices)
+            self.slice_err_hists = [H.new_histogram() for _ in wire_slices]
         for i, text in enumerate(wire_slices[:len(self.slice_hists)]):
             H.merge_into(self.slice_hists[i], text)
             self.slice_ok[i] += wire["slice_ok"][i]
+        for i, text in enumerate(wire.get("slice_err_hists", [])[:len(self.slice_err_hists)]):
+            H.merge_into(self.slice_err_hists[i], text)
         if wire["timeline_bucket_s"]:
             self.timeline_bucket_s = wire["timeline_bucket_s"]
             for key, counts in wire["timeline"].items():

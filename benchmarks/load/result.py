@@ -26,7 +26,8 @@ Top level::
                   of the phase's equal sub-windows ("slices", 10 by default), i.e.
                   repeated samples for asv's statistics; figures: msg_s, us_per_msg,
                   p50_ms, p95_ms, p99_ms, server_cpu_us_per_msg (the latter only when a
-                  slice lasts >= 0.4 s, the server being sampled every 0.1 s)
+                  slice lasts >= 0.4 s, the server being sampled every 0.1 s),
+                  error_p99_ms (error replies)
     phases        list of PHASE (below), in run order
     analysis      scenario-specific derived findings (e.g. degradation per client step)
     criteria      list of {name, value, op, limit, passed, scope, note}; scope "ci"
@@ -77,8 +78,9 @@ PHASE::
                         the phase's first send; "ok" counts successes)
     events              actions run during the phase (restart, admin/provider) with "t_s"
     slices              {n, slice_s, msg_s: [...], us_per_msg: [...], p50_ms: [...],
-                        p95_ms: [...], p99_ms: [...], server_cpu_us_per_msg: [...]}: one
-                        value per sub-window that had successes
+                        p95_ms: [...], p99_ms: [...], server_cpu_us_per_msg: [...],
+                        error_p99_ms: [...]}: one value per sub-window that had
+                        successes (error_p99_ms: that had error replies)
 
 metrics names: "<phase>.<figure>" with figure in msg_s (higher is better: the only one),
 us_per_msg, p50_ms, p90_ms, p95_ms, p99_ms, p99_9_ms, max_ms, error_fraction,
@@ -191,8 +193,10 @@ def build_phase(spec: PhaseSpec, wire: dict[str, Any],
     return out
 
 
-#: Figures that get one value per slice (``metric_samples``).
-SLICE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p95_ms", "p99_ms", "server_cpu_us_per_msg")
+#: Figures that get one value per slice (``metric_samples``); error_p99_ms: latency of
+#: error replies (busy rejections), for slices that had any.
+SLICE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p95_ms", "p99_ms", "server_cpu_us_per_msg",
+                 "error_p99_ms")
 #: Server CPU per slice needs slices spanning several 0.1 s samples, and enough 10 ms
 #: clock ticks of CPU time (psutil's resolution) to be more than quantisation noise.
 MIN_CPU_SLICE_S = 0.4
@@ -212,6 +216,9 @@ def _slices(rec: Recorder, ws: float, window: float,
     out: dict[str, Any] = {"n": n, "slice_s": round(slice_s, 4)}
     figs: dict[str, list[float]] = {k: [] for k in SLICE_FIGURES}
     series = R.cpu_series(samples) if slice_s >= MIN_CPU_SLICE_S else []
+    for err in rec.slice_err_hists:
+        if err.get_total_count():
+            figs["error_p99_ms"].append(err.get_value_at_percentile(99) / 1000)
     for i in range(n):
         ok = rec.slice_ok[i]
         if ok == 0:

@@ -34,4 +34,7 @@ def test_overload_recovery() -> None:
     # each restart is one sample of the resume time
     resumes = doc["metric_samples"]["restart.resume_after_ready_s"]
     assert len(resumes) == restarts and all(0 <= r < 5 for r in resumes), resumes
+    # the busy rejections' p99 per slice of the overload phase: asv's samples
+    rejects = doc["metric_samples"]["overload.reject_p99_ms"]
+    assert len(rejects) >= 5 and max(rejects) <= over["error_latency_ms"]["max"], rejects
     assert not failed_criteria(doc), failed_criteria(doc)
