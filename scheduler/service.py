@@ -4,11 +4,14 @@
 Why one object: the daemon's APScheduler jobs, the one-shot command and the tests all go
 through the same code paths, so "what ``once`` does" is exactly what the daemon does.
 
-Queue policy: a higher priority first (bisect > nightly > soak > poll > backfill), then the
-newest commit first — when commits arrive faster than they can be measured the head is
-measured first. A regression between two measured commits with unmeasured commits in
-between queues the midpoint (bisection) until the pair is adjacent; only then is the
-alert sent, naming the first bad commit.
+Queue policy: a higher priority first (confirm-base > confirm > bisect > nightly > soak >
+poll > backfill), then the newest commit first — when commits arrive faster than they can
+be measured the head is measured first. A regression between two measured commits with
+unmeasured commits in between queues the midpoint (bisection) until the pair is adjacent;
+only then is the alert sent, naming the first bad commit. With ``[judge] confirm`` that
+alert waits for an interleaved re-measurement: the last good commit again, then the
+suspect again, and the suspect's fresh result is judged against the good commit's fresh
+one (see ``_queue_confirmation``).
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ class Service:
         """Measure one claimed run and act on the outcome."""
         queued = len(self.state.runs(status="queued"))
         self._say(f"measuring {run.short} on {run.branch} (profile {run.profile}, "
-                  f"{run.kind}); {queued} more queued")
+                  f"{run.kind}{self._purpose(run)}); {queued} more queued")
         try:
             outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress,
                                    started=self._asv_started)
@@ -210,12 +213,52 @@ class Service:
         self.flush()
         return outcome
 
+    def _purpose(self, run: Run) -> str:
+        """What a confirmation run is for (for the say-lines)."""
+        if run.kind == "confirm-base":
+            bad = self._confirming(run)
+            return f": last good before {bad[:8]}" if bad else ""
+        if run.kind == "confirm":
+            base = self.state.get_meta(_confirm_base_key(run.profile, run.commit_hash))
+            return f": right after {base[:8]}, the last good" if base else ""
+        return ""
+
+    def _confirming(self, base_run: Run) -> str:
+        """The suspect whose confirmation a ``confirm-base`` run is the reference for."""
+        for r in self.state.runs(status="queued", profile=base_run.profile):
+            if (r.kind == "confirm" and self.state.get_meta(
+                    _confirm_base_key(r.profile, r.commit_hash)) == base_run.commit_hash):
+                return r.commit_hash
+        return ""
+
     def _judge_and_mark(self, run: Run, status: str) -> None:
         """Judge a finished run once; ``judged`` is set only afterwards, so a crash in
-        between is judged again at the next start (alert keys keep alerts single)."""
-        if status == "done":
+        between is judged again at the next start (alert keys keep alerts single).
+
+        A ``confirm-base`` run (a good commit measured again as the fresh reference of a
+        confirmation) is published and marked judged but not judged itself: its history
+        was judged when it was first measured — judging it against its own predecessor
+        could only queue confirmations of confirmations — and it does not speak for the
+        branch's current state (the suspect after it, measured next, does). So it raises
+        no history alert, no limit or baseline alert and no recovery note."""
+        if run.kind == "confirm-base":
+            bad = self._confirming(run)
+            if status == "done":
+                self._say(f"{run.short} re-measured as the reference for "
+                          f"{bad[:8] or 'a confirmation'}; not judged itself")
+            else:
+                self._say(f"re-measuring {run.short} (last good) failed; "
+                          f"{bad[:8] or 'the suspect'} is still re-measured and judged "
+                          "without it")
+        elif status == "done":
+            if run.kind == "confirm":
+                self._say_confirmation_base(run)
             try:
-                self.judge(run)
+                findings = self.judge(run)
+                if run.kind == "confirm" and not any(
+                        f.kind == "history" and f.bad == run.commit_hash for f in findings):
+                    self._say(f"{run.short}: not confirmed (no regression when measured "
+                              "again); no alert")
             except (ResultsError, BaselinesError, GitError) as exc:
                 self._say(f"cannot judge {run.short}: {exc}")
                 self.outbox.put(f"judge-error|{run.commit_hash}|{run.profile}", "failure", {
@@ -325,7 +368,7 @@ class Service:
         if self.cfg.judge.use_asv_steps:
             findings += self._asv_steps(findings, result, machine, run, history, status,
                                         baselines)
-        for f in findings:
+        for f in self._hold_for_confirmation(findings, run.branch, history):
             self._alert(f, run.branch, history)
         if newest:
             self._recoveries(result, machine, profile, baselines)
@@ -426,23 +469,90 @@ class Service:
                 asv_step=True))
         return extra
 
-    def _needs_confirmation(self, f: Finding, branch: str) -> bool:
+    def _needs_confirmation(self, f: Finding) -> bool:
         """A history regression is alerted only once its first bad commit has been
-        measured a second time: queue that re-measurement (highest priority) instead."""
-        if (f.kind != "history" or not self.cfg.judge.confirm
-                or self.state.get_meta(_confirmed_key(f.profile, f.bad))):
-            return False
-        info = self.state.commit_info(f.bad)
-        if self.state.enqueue(f.bad, branch, f.profile, "confirm",
-                              int(info["date"]) if info else 0, requeue_done=True):
-            change = f"{f.comparison.change_pct:+.1f}% " if f.comparison else ""
-            self._say(f"{f.bench}: {change}at {f.bad[:8]}; re-measuring {f.bad[:8]} to "
-                      "confirm before alerting")
-        return True
+        measured a second time (``confirmed:`` meta, set when that run is done)."""
+        return (f.kind == "history" and self.cfg.judge.confirm
+                and not self.state.get_meta(_confirmed_key(f.profile, f.bad)))
+
+    def _hold_for_confirmation(self, findings: list[Finding], branch: str,
+                               history: list[str]) -> list[Finding]:
+        """The findings to alert now; history findings that need confirmation are held
+        and their confirmation queued instead.
+
+        Findings at the same first bad commit share one confirmation. Only the earliest
+        bad commit of this judgement is confirmed now: one pair is queued at a time, so
+        the interleaving A B stays back to back. A later one can only be the next measured
+        commit (the pair this run → next), and it is found again when this run's
+        confirmation is judged."""
+        held = [f for f in findings if self._needs_confirmation(f)]
+        if not held:
+            return findings
+        by_bad: dict[str, list[Finding]] = {}
+        for f in held:
+            by_bad.setdefault(f.bad, []).append(f)
+        first, *later = sorted(by_bad, key=lambda h: history.index(h) if h in history
+                               else len(history))
+        self._queue_confirmation(first, by_bad[first], branch, history)
+        for bad in later:
+            self._say(f"{_names(by_bad[bad])} at {bad[:8]}: judged again after "
+                      f"{first[:8]} is confirmed")
+        held_ids = {id(f) for f in held}
+        return [f for f in findings if id(f) not in held_ids]
+
+    def _queue_confirmation(self, bad: str, group: list[Finding], branch: str,
+                            history: list[str]) -> None:
+        """Interleaved confirmation (A B A B): queue the last good commit A again
+        (``confirm-base``, priority above ``confirm``) and then the suspect B (``confirm``),
+        so B's fresh result is judged against A's fresh result measured right before it
+        (asv keeps one result per commit and machine: the new ones replace the old). A
+        disturbance of the machine that outlasts B's first measurement then slows A's
+        re-measurement as well instead of confirming B. Without a measured good commit, B
+        alone is measured again."""
+        profile = group[0].profile
+        base = self._confirmation_base(bad, group, history, profile)
+        dates = {}
+        for h in (base, bad):
+            info = self.state.commit_info(h) if h else None
+            dates[h] = int(info["date"]) if info else 0
+        queued_base, queued_bad = self.state.enqueue_confirmation(
+            bad, base, branch, profile, dates, meta_key=_confirm_base_key(profile, bad))
+        if not (queued_base or queued_bad):
+            return  # already queued (a judgement repeated after a restart)
+        if base:
+            self._say(f"{_names(group)} at {bad[:8]}; re-measuring {base[:8]} (last good) "
+                      f"then {bad[:8]} to confirm before alerting")
+        else:
+            self._say(f"{_names(group)} at {bad[:8]}; re-measuring {bad[:8]} to confirm "
+                      "before alerting")
+
+    def _confirmation_base(self, bad: str, group: list[Finding], history: list[str],
+                           profile: str) -> str:
+        """The good commit to re-measure before ``bad``: of the findings' good commits the
+        nearest to ``bad`` (the re-judgement compares ``bad`` with its nearest measured
+        predecessor) whose last measurement succeeded; "" when there is none."""
+        goods = sorted({f.good for f in group if f.good and f.good != bad},
+                       key=lambda h: history.index(h) if h in history else -1, reverse=True)
+        for good in goods:
+            r = self.state.run_for(good, profile)
+            if r is not None and r.status == "done":
+                return good
+        return ""
+
+    def _say_confirmation_base(self, run: Run) -> None:
+        """Before a confirmation is judged: say what the suspect is judged against."""
+        base = self.state.get_meta(_confirm_base_key(run.profile, run.commit_hash))
+        if not base:
+            return
+        r = self.state.run_for(base, run.profile)
+        if r is not None and r.status == "done":
+            self._say(f"judging {run.short} against {base[:8]} (last good), re-measured "
+                      "just before it")
+        else:
+            self._say(f"the re-measurement of {base[:8]} (last good) failed; judging "
+                      f"{run.short} against the nearest measured commit before it")
 
     def _alert(self, f: Finding, branch: str, history: list[str]) -> None:
-        if self._needs_confirmation(f, branch):
-            return
         if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
                                      bad=f.bad, before=f.before, after=f.after,
                                      detail={"benchmark": f.benchmark, "params": f.params,
@@ -578,6 +688,17 @@ class Service:
 
 def _confirmed_key(profile: str, commit: str) -> str:
     return f"confirmed:{profile}:{commit}"
+
+
+def _confirm_base_key(profile: str, commit: str) -> str:
+    """Meta: the good commit re-measured before ``commit``'s confirmation ("" if none)."""
+    return f"confirm-base:{profile}:{commit}"
+
+
+def _names(findings: list[Finding]) -> str:
+    """``bench +12.3%, other +8.0%`` for a say-line."""
+    return ", ".join(f"{f.bench} {f.comparison.change_pct:+.1f}%" if f.comparison
+                     else f.bench for f in findings)
 
 
 def plots_dir(cfg: Config) -> Path:

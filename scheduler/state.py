@@ -80,9 +80,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-# Queue order: a higher priority first, then the newest commit first.
-PRIORITY = {"confirm": 350, "bisect": 300, "nightly": 250, "soak": 240, "poll": 200,
-            "backfill": 100}
+# Queue order: a higher priority first, then the newest commit first. A confirmation
+# measures the last good commit again ("confirm-base") and then the suspect ("confirm"),
+# so both outrank everything else and the base outranks the suspect (see
+# ``Service._queue_confirmation``).
+PRIORITY = {"confirm-base": 360, "confirm": 350, "bisect": 300, "nightly": 250, "soak": 240,
+            "poll": 200, "backfill": 100}
 RUN_STATUSES = ("queued", "running", "done", "failed")
 
 
@@ -193,28 +196,26 @@ class State:
         """Queue a measurement. An existing queued run keeps its place but takes the higher
         priority; a done/failed one is only re-run with ``requeue_done`` (nightly re-measures
         an unchanged head). True when something was (re)queued."""
-        prio = PRIORITY[kind]
-        now = time.time()
         with self.tx() as db:
-            row = db.execute("SELECT * FROM runs WHERE commit_hash = ? AND profile = ?",
-                             (commit_hash, profile)).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO runs (commit_hash, branch, profile, kind, status, priority, "
-                    "commit_date, queued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                    (commit_hash, branch, profile, kind, prio, commit_date, now))
-                return True
-            if row["status"] == "queued":
-                if prio > row["priority"]:
-                    db.execute("UPDATE runs SET priority = ?, kind = ? WHERE id = ?",
-                               (prio, kind, row["id"]))
-                return False
-            if row["status"] in ("done", "failed") and requeue_done:
-                db.execute(
-                    "UPDATE runs SET status = 'queued', kind = ?, priority = ?, queued_at = ?, "
-                    "error = '', judged = 0 WHERE id = ?", (kind, prio, now, row["id"]))
-                return True
-            return False
+            return _enqueue(db, commit_hash, branch, profile, kind, commit_date,
+                            requeue_done=requeue_done)
+
+    def enqueue_confirmation(self, bad: str, base: str, branch: str, profile: str,
+                             dates: dict[str, int], *, meta_key: str) -> tuple[bool, bool]:
+        """Queue a confirmation in one transaction: the last good commit ``base`` again
+        (kind ``confirm-base``, unless ``base`` is empty) and the suspect ``bad`` again
+        (kind ``confirm``), and remember the pair in meta ``meta_key`` (= ``base``). One
+        transaction, so a crash never leaves half a pair queued. Returns whether the base
+        and the suspect were (re)queued."""
+        with self.tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       (meta_key, base))
+            queued_base = bool(base) and _enqueue(db, base, branch, profile, "confirm-base",
+                                                  dates.get(base, 0), requeue_done=True)
+            queued_bad = _enqueue(db, bad, branch, profile, "confirm", dates.get(bad, 0),
+                                  requeue_done=True)
+            return queued_base, queued_bad
 
     def next_queued(self) -> Run | None:
         rows = self._query(
@@ -372,6 +373,32 @@ class State:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
                 "next_attempt_at = ?, status = ? WHERE id = ?",
                 (error[:2000], retry_at, "dead" if dead else "pending", item_id))
+
+
+def _enqueue(db: sqlite3.Connection, commit_hash: str, branch: str, profile: str, kind: str,
+             commit_date: int, *, requeue_done: bool) -> bool:
+    """``State.enqueue`` inside a transaction the caller holds."""
+    prio = PRIORITY[kind]
+    now = time.time()
+    row = db.execute("SELECT * FROM runs WHERE commit_hash = ? AND profile = ?",
+                     (commit_hash, profile)).fetchone()
+    if row is None:
+        db.execute(
+            "INSERT INTO runs (commit_hash, branch, profile, kind, status, priority, "
+            "commit_date, queued_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (commit_hash, branch, profile, kind, prio, commit_date, now))
+        return True
+    if row["status"] == "queued":
+        if prio > row["priority"]:
+            db.execute("UPDATE runs SET priority = ?, kind = ? WHERE id = ?",
+                       (prio, kind, row["id"]))
+        return False
+    if row["status"] in ("done", "failed") and requeue_done:
+        db.execute(
+            "UPDATE runs SET status = 'queued', kind = ?, priority = ?, queued_at = ?, "
+            "error = '', judged = 0 WHERE id = ?", (kind, prio, now, row["id"]))
+        return True
+    return False
 
 
 def _run(r: sqlite3.Row) -> Run:

@@ -44,12 +44,15 @@ class Suite:
         rnd = random.Random(int(tinyproj.VALUE * 1e6))
         samples = [tinyproj.VALUE * (1 + rnd.uniform(-0.01, 0.01)) for _ in range(20)]
         # A disturbance from outside the commit (another load on the machine): the file
-        # holds "RUNS FACTOR"; the next RUNS measurements are FACTOR times slower.
+        # holds "RUNS FACTOR"; the next RUNS measurements are FACTOR times slower (FACTOR
+        # "fail": they fail, whatever the commit).
         disturb = os.environ.get("TINY_DISTURB_FILE")
         if disturb and os.path.exists(disturb):
             runs, factor = open(disturb).read().split()
             if int(runs) > 0:
                 open(disturb, "w").write(f"{int(runs) - 1} {factor}")
+                if factor == "fail":
+                    raise RuntimeError("planted disturbance: the measurement fails")
                 samples = [s * float(factor) for s in samples]
         return {"samples": samples, "number": 1}
 '''
