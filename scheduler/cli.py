@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="detection self-test on a throwaway history",
                        description="Copy this project into a throwaway repository, commit "
                                    "neutral changes and planted regressions of known size "
-                                   "(+10%% CPU per message, +20%% p95 of chat, a per-"
+                                   "(+10% CPU per message, +20% p95 of chat, a per-"
                                    "connection leak, slower connection establishment), run "
                                    "the service's detection over it and print which were "
                                    "caught at which commit and every false alert. Run "
