@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import logging
 import sys
 import threading
@@ -368,6 +369,8 @@ class Service:
         if self.cfg.judge.use_asv_steps:
             findings += self._asv_steps(findings, result, machine, run, history, status,
                                         baselines)
+        if run.kind == "confirm":
+            findings = self._seen_twice(findings, run)
         for f in self._hold_for_confirmation(findings, run.branch, history):
             self._alert(f, run.branch, history)
         if newest:
@@ -500,6 +503,23 @@ class Service:
         held_ids = {id(f) for f in held}
         return [f for f in findings if id(f) not in held_ids]
 
+    def _seen_twice(self, findings: list[Finding], run: Run) -> list[Finding]:
+        """A confirmation alerts only the series that regressed in *both* measurements of
+        the suspect: a series that regressed only in the re-measurement was not what the
+        confirmation was queued for, and one measurement of it is exactly the evidence
+        the confirmation exists to distrust (a disturbance during the re-measurement)."""
+        raw = self.state.get_meta(_confirm_series_key(run.profile, run.commit_hash))
+        if not raw:
+            return findings  # a confirmation queued before the series were recorded
+        held = set(json.loads(raw))
+        dropped = [f for f in findings if f.kind == "history" and f.bad == run.commit_hash
+                   and f.bench not in held]
+        if dropped:
+            self._say(f"{_names(dropped)} at {run.short}: only in the re-measurement, not "
+                      "in the first measurement; not alerted")
+        ids = {id(f) for f in dropped}
+        return [f for f in findings if id(f) not in ids]
+
     def _queue_confirmation(self, bad: str, group: list[Finding], branch: str,
                             history: list[str]) -> None:
         """Interleaved confirmation (A B A B): queue the last good commit A again
@@ -510,6 +530,10 @@ class Service:
         re-measurement as well instead of confirming B. Without a measured good commit, B
         alone is measured again."""
         profile = group[0].profile
+        key = _confirm_series_key(profile, bad)
+        earlier = self.state.get_meta(key)
+        series = set(json.loads(earlier)) if earlier else set()
+        self.state.set_meta(key, json.dumps(sorted(series | {f.bench for f in group})))
         base = self._confirmation_base(bad, group, history, profile)
         dates = {}
         for h in (base, bad):
@@ -693,6 +717,11 @@ def _confirmed_key(profile: str, commit: str) -> str:
 def _confirm_base_key(profile: str, commit: str) -> str:
     """Meta: the good commit re-measured before ``commit``'s confirmation ("" if none)."""
     return f"confirm-base:{profile}:{commit}"
+
+
+def _confirm_series_key(profile: str, commit: str) -> str:
+    """Meta: the series (JSON list) whose regression at ``commit`` awaits confirmation."""
+    return f"confirm-series:{profile}:{commit}"
 
 
 def _names(findings: list[Finding]) -> str:

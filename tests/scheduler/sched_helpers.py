@@ -55,6 +55,19 @@ class Suite:
                     raise RuntimeError("planted disturbance: the measurement fails")
                 samples = [s * float(factor) for s in samples]
         return {"samples": samples, "number": 1}
+
+    if os.environ.get("TINY_OTHER_FILE"):
+        def track_other(self):
+            # A second series, only when asked for: the file holds one factor per coming
+            # measurement ("1.0 1.0 1.8": the third measurement from now is 80 % slow).
+            path = os.environ["TINY_OTHER_FILE"]
+            factors = open(path).read().split() if os.path.exists(path) else []
+            factor = float(factors[0]) if factors else 1.0
+            if factors:
+                open(path, "w").write(" ".join(factors[1:]))
+            rnd = random.Random(7)
+            return {"samples": [factor * (1 + rnd.uniform(-0.01, 0.01)) for _ in range(20)],
+                    "number": 1}
 '''
 
 INSTALLER = '''

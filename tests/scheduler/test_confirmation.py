@@ -115,3 +115,29 @@ def test_failed_re_measurement_of_the_good_commit_still_judges(
     found = regressions(tmp_path / "state")
     assert len(found) == 1, out
     assert slow[:8] in str(found[0]) and first[:8] in str(found[0])
+
+
+def test_regression_only_in_the_re_measurement_is_not_alerted(
+        tmp_path: Path, shared: Path, tiny_repo: TinyRepo) -> None:
+    """The confirmation alerts only series that regressed in both measurements of the
+    suspect. Here the first measurement of B is slow in ``track_latency`` (queued for
+    confirmation), and its re-measurement is slow in ``track_other`` only: neither was
+    seen twice, so nothing is alerted (before, the confirmation alerted whatever its own
+    single measurement showed)."""
+    r = tiny_repo
+    r.commit(1.0, "base")
+    cfg = write_config(tmp_path, shared, r)
+    disturb, other = tmp_path / "disturb", tmp_path / "other"
+    env = {"TINY_DISTURB_FILE": str(disturb), "TINY_OTHER_FILE": str(other)}
+    once(cfg, **env)
+
+    neutral = r.commit(1.0, "docs only")
+    disturb.write_text("1 1.8")      # B's first measurement: track_latency 80 % slow
+    other.write_text("1.0 1.0 1.8")  # B, A again, B again: track_other slow in the last
+    proc = once(cfg, **env)
+    out = proc.stderr
+    assert other.read_text().split() == [], "all three measurements happened"
+    assert "to confirm before alerting" in out
+    assert (f"bench_tiny.Suite.track_other +80.0% at {neutral[:8]}: only in the "
+            "re-measurement") in out, out
+    assert not regressions(tmp_path / "state"), out
