@@ -58,6 +58,12 @@ class ConcurrentConnections:
     track_connect_p99.version = "2"
     track_memory_per_connection.unit = "KiB"
     track_held_latency_p99.unit = "ms"
+    def track_churn_server_cpu_relative(self, result):
+        """Server CPU per churn cycle / load-generator CPU per cycle (host slowdowns
+        cancel; see load_performance.track_server_cpu_relative)."""
+        return figure(result, "churn.server_cpu_relative")
+
     track_churn_fd_delta.unit = "fds"
     track_churn_rss_delta.unit = "KiB"
     track_churn_server_cpu_per_cycle.unit = "µs"
+    track_churn_server_cpu_relative.unit = "server/generator"

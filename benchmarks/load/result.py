@@ -85,7 +85,9 @@ PHASE::
 metrics names: "<phase>.<figure>" with figure in msg_s (higher is better: the only one),
 us_per_msg, p50_ms, p90_ms, p95_ms, p99_ms, p99_9_ms, max_ms, error_fraction,
 outliers_over_1s, connect_p50_ms, connect_p99_ms, server_cpu_us_per_msg,
-server_cpu_percent; plus scenario figures named in each scenario module (e.g.
+server_cpu_percent, server_cpu_relative (server CPU per message / generator CPU per
+message: see relative_cpu(); also in metric_samples, per slice over the phase's
+generator figure); plus scenario figures named in each scenario module (e.g.
 "rapid.connect_wall_ms", "hold.rss_kib_per_connection", "churn.fd_delta",
 "soak.rss_slope_kib_per_min").
 """
@@ -106,7 +108,8 @@ from .spec import PhaseSpec
 SCHEMA = "benchmarks.load/1"
 PHASE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms",
                  "max_ms", "error_fraction", "outliers_over_1s", "connect_p50_ms",
-                 "connect_p99_ms", "server_cpu_us_per_msg", "server_cpu_percent")
+                 "connect_p99_ms", "server_cpu_us_per_msg", "server_cpu_percent",
+                 "server_cpu_relative")
 
 
 def _finite(x: float) -> float | None:
@@ -237,6 +240,20 @@ def _slices(rec: Recorder, ws: float, window: float,
     return out
 
 
+def relative_cpu(phase: dict[str, Any]) -> float | None:
+    """Server CPU per message divided by the load generator's CPU per message.
+
+    The generator is the one program that never changes between commits, and it runs at
+    the same time as the server, on the other core of the same host. When the host
+    slows both down (other tenants, the hyperthread sibling busy, frequency), both CPU
+    times grow by about the same factor and the ratio stays: a reference workload
+    measured for free. Dimensionless; lower is better.
+    """
+    gen = phase.get("generator", {}).get("cpu_us_per_msg")
+    srv = phase.get("server", {}).get("cpu_us_per_msg")
+    return round(srv / gen, 5) if gen and srv else None
+
+
 def phase_metrics(phase: dict[str, Any]) -> dict[str, float | None]:
     """The flat asv figures of one phase (``<phase>.<figure>``)."""
     lat = phase["latency_ms"]
@@ -252,6 +269,7 @@ def phase_metrics(phase: dict[str, Any]) -> dict[str, float | None]:
         "connect_p99_ms": phase["connect_ms"]["p99"],
         "server_cpu_us_per_msg": server.get("cpu_us_per_msg"),
         "server_cpu_percent": server.get("cpu_percent_mean"),
+        "server_cpu_relative": relative_cpu(phase),
     }
     return {f"{phase['name']}.{k}": v for k, v in values.items()}
 
@@ -305,6 +323,11 @@ class ScenarioResult:
             values = sl.get(fig) or []
             if len(values) >= 2:
                 self.metric_samples[f"{phase['name']}.{fig}"] = values
+        gen = phase.get("generator", {}).get("cpu_us_per_msg")
+        cpu = sl.get("server_cpu_us_per_msg") or []
+        if gen and len(cpu) >= 2:
+            self.metric_samples[f"{phase['name']}.server_cpu_relative"] = [
+                round(v / gen, 5) for v in cpu]
         return phase
 
     def check(self, name: str, value: float | None, op: str, limit: float,

@@ -30,6 +30,10 @@ def test_load_performance(server: ServerProcess) -> None:
         assert ph["requests"]["failed"] == 0, ph["errors"]
         assert ph["us_per_msg"] is not None and ph["us_per_msg"] > 0
         assert ph["server"]["cpu_us_per_msg"] is not None
+        # server CPU relative to the generator's: one value per slice, a sane ratio (both
+        # processes do comparable work per echo: parse, route, frame)
+        rel = doc["metric_samples"][f"{ph['name']}.server_cpu_relative"]
+        assert len(rel) >= 2 and all(0.1 < r < 10 for r in rel), rel
     assert doc["analysis"]["degradation"], "degradation analysis missing"
     assert doc["analysis"]["latency_growth"] in ("sub-linear", "linear", "super-linear")
     assert not failed_criteria(doc), failed_criteria(doc)
