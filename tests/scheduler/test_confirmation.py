@@ -24,14 +24,21 @@ def regressions(state_dir: Path) -> list[dict[str, object]]:
     return [a for a in alerts_file(state_dir) if a.get("kind") == "regression"]
 
 
-def test_disturbed_run_is_re_measured_and_not_alerted(tmp_path: Path, shared: Path,
-                                                      tiny_repo: TinyRepo) -> None:
-    r = tiny_repo
+def measured_base(tmp_path: Path, shared: Path, r: TinyRepo,
+                  **extra_env: str) -> tuple[str, Path, Path, dict[str, str]]:
+    """A base commit, measured: (its hash, the config, the disturbance file, the env)."""
     base = r.commit(1.0, "base")
     cfg = write_config(tmp_path, shared, r)
     disturb = tmp_path / "disturb"
-    env = {"TINY_DISTURB_FILE": str(disturb)}
+    env = {"TINY_DISTURB_FILE": str(disturb), **extra_env}
     once(cfg, **env)
+    return base, cfg, disturb, env
+
+
+def test_disturbed_run_is_re_measured_and_not_alerted(tmp_path: Path, shared: Path,
+                                                      tiny_repo: TinyRepo) -> None:
+    r = tiny_repo
+    base, cfg, disturb, env = measured_base(tmp_path, shared, r)
 
     neutral = r.commit(1.0, "docs only")
     disturb.write_text("1 1.8")  # the next measurement runs 80 % slow, once
@@ -56,11 +63,7 @@ def test_disturbance_over_two_measurements_is_not_alerted(tmp_path: Path, shared
     measurement is A's, so A and B are both slow in the first pass, and B's re-measurement
     is judged against A's slow one."""
     r = tiny_repo
-    base = r.commit(1.0, "base")
-    cfg = write_config(tmp_path, shared, r)
-    disturb = tmp_path / "disturb"
-    env = {"TINY_DISTURB_FILE": str(disturb)}
-    once(cfg, **env)
+    base, cfg, disturb, env = measured_base(tmp_path, shared, r)
 
     neutral = r.commit(1.0, "docs only")
     disturb.write_text("2 1.8")  # the next two measurements run 80 % slow
@@ -125,11 +128,9 @@ def test_regression_only_in_the_re_measurement_is_not_alerted(
     seen twice, so nothing is alerted (before, the confirmation alerted whatever its own
     single measurement showed)."""
     r = tiny_repo
-    r.commit(1.0, "base")
-    cfg = write_config(tmp_path, shared, r)
-    disturb, other = tmp_path / "disturb", tmp_path / "other"
-    env = {"TINY_DISTURB_FILE": str(disturb), "TINY_OTHER_FILE": str(other)}
-    once(cfg, **env)
+    other = tmp_path / "other"
+    _, cfg, disturb, env = measured_base(tmp_path, shared, r,
+                                         TINY_OTHER_FILE=str(other))
 
     neutral = r.commit(1.0, "docs only")
     disturb.write_text("1 1.8")      # B's first measurement: track_latency 80 % slow
