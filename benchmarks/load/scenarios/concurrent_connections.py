@@ -33,15 +33,14 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     walls: list[float] = []
     p99s: list[float] = []
     cpus: list[float] = []
-    opened = 0
+    opened: list[int] = []
     for _ in range(p.rapid_rounds):
         before = sampler.mark() if sampler else None
         rapid = res.add_phase(runner.run(runner.spec(
             "rapid", "open", p.rapid_n, echo, 0.2, connect_concurrency=p.rapid_n)))
         runner.settle(p.rapid_settle_s)  # the closes are part of a session's cost
         after = sampler.mark() if sampler else None
-        opened = min(opened, rapid["connections"]["opened"]) if walls \
-            else rapid["connections"]["opened"]
+        opened.append(rapid["connections"]["opened"])
         walls.append(round(rapid["connections"]["connect_wall_s"] * 1000, 3))
         if rapid["connect_ms"]["p99"] is not None:
             p99s.append(rapid["connect_ms"]["p99"])
@@ -63,7 +62,7 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     res.analysis["rapid_rounds"] = {"rounds": p.rapid_rounds, "connect_wall_ms": walls,
                                     "connect_p99_ms": p99s,
                                     "server_cpu_us_per_session": cpus}
-    res.check(f"rapid: {p.rapid_n} connections opened (fewest in a round)", opened,
+    res.check(f"rapid: {p.rapid_n} connections opened (fewest in a round)", min(opened),
               ">=", p.rapid_n)
     res.check(f"rapid: {p.rapid_n} connections established (ms, median round)", wall_ms,
               "<", 3000.0, note="generous CI bound; the plan's 1 s is the full criterion")
