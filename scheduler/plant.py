@@ -1,9 +1,9 @@
 """Planted changes of known effect, for proving the detection.
 
 A *plant* edits a checkout of the toolserver the way a careless commit would:
-a busy-wait on the message path (+CPU per message), a sleep before the
+extra work on the message path (+CPU per message), a sleep before the
 provider call (+latency of ``chat``), memory kept per connection (a leak), a
-busy-wait in the handshake (slower connection establishment). Neutral plants
+extra work in the handshake (slower connection establishment). Neutral plants
 change documentation or code without changing speed. The detection
 self-test (``python -m scheduler evaluate``) and the tests commit these into
 throwaway repositories and check which ones the service names.
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,22 +82,51 @@ def insert_at_top(path: Path, function: str, lines: list[str]) -> None:
     raise AnchorNotFound(f"no function {function!r} in {path}")
 
 
-def _spin(microseconds: float) -> list[str]:
-    """A CPU-bound wait: CPU time per call grows by about ``microseconds``."""
-    ns = int(microseconds * 1000)
-    return [
-        f"_planted_until = __import__('time').perf_counter_ns() + {ns}",
-        "while __import__('time').perf_counter_ns() < _planted_until:",
-        "    pass",
-    ]
+def _work_lines(iterations: int) -> list[str]:
+    return [f"for _planted in range({iterations}):", "    pass"]
+
+
+_NS_PER_ITERATION: float | None = None
+
+
+def ns_per_iteration() -> float:
+    """CPU nanoseconds one iteration of the planted loop costs in this interpreter (the
+    median of 5 timings of 200 000 iterations, measured once per process)."""
+    global _NS_PER_ITERATION
+    if _NS_PER_ITERATION is None:
+        namespace: dict[str, object] = {}
+        body = "".join(f"    {line}\n" for line in _work_lines(200_000))
+        exec(compile(f"def _planted_work():\n{body}", "<plant>", "exec"), namespace)
+        work = namespace["_planted_work"]
+        assert callable(work)
+        timings = []
+        for _ in range(5):
+            start = time.thread_time_ns()
+            work()
+            timings.append((time.thread_time_ns() - start) / 200_000)
+        _NS_PER_ITERATION = statistics.median(timings)
+    return _NS_PER_ITERATION
+
+
+def _work(microseconds: float) -> list[str]:
+    """Extra work costing about ``microseconds`` of CPU per call.
+
+    A fixed amount of work, not a wait on a clock: a real regression adds instructions,
+    and their CPU cost varies with the host exactly as the rest of the message's does,
+    so the planted share stays the same however busy the host is. A busy-wait on the
+    wall clock costs less CPU whenever the hypervisor takes the vCPU away mid-spin
+    (measured: a "+10 %" wall-clock spin showed as +5 % in one evaluation), and one on
+    the thread CPU clock overshoots by a system call (about 1 µs here) per check.
+    """
+    return _work_lines(max(1, round(microseconds * 1000 / ns_per_iteration())))
 
 
 def cpu_per_message(microseconds: float) -> Plant:
     """Every ``tools/call`` burns extra CPU on the event loop."""
     return Plant(
         name=f"cpu+{microseconds:g}us",
-        description=f"busy-wait of {microseconds:g} µs in every tools/call",
-        apply=lambda root: insert_at_top(root / SERVER, "_tools_call", _spin(microseconds)),
+        description=f"extra work of {microseconds:g} µs CPU in every tools/call",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call", _work(microseconds)),
         expect=(r"server_cpu_per_message\(.*", r"LoadPerformance\.track_time_per_message"),
     )
 
@@ -131,8 +162,8 @@ def slow_connect(microseconds: float) -> Plant:
     """The handshake burns CPU before answering (connection establishment slows)."""
     return Plant(
         name=f"connect+{microseconds:g}us",
-        description=f"busy-wait of {microseconds:g} µs in every handshake",
-        apply=lambda root: insert_at_top(root / SERVER, "process_request", _spin(microseconds)),
+        description=f"extra work of {microseconds:g} µs CPU in every handshake",
+        apply=lambda root: insert_at_top(root / SERVER, "process_request", _work(microseconds)),
         expect=(r"server_cpu_per_session", r"establish_100_connections", r"connect_p99",
                 r"churn_server_cpu"),
     )

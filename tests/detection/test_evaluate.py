@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from scheduler.config import load_config
 from scheduler.evaluate import _cpu, evaluate
-from scheduler.plant import AnchorNotFound, cpu_per_message, insert_at_top
+from scheduler.plant import AnchorNotFound, cpu_per_message, insert_at_top, ns_per_iteration
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADY = r"LoadPerformance\.track_server_cpu_per_message"
@@ -63,8 +64,16 @@ def test_plants_edit_the_named_function_and_fail_loudly_without_it(tmp_path: Pat
         "        \"\"\"Doc.\"\"\"\n        return a\n")
     cpu_per_message(5).apply(tmp_path)
     text = (src / "server.py").read_text()
-    assert "perf_counter_ns() + 5000" in text
+    iterations = round(5000 / ns_per_iteration())
+    assert f"for _planted in range({iterations}):" in text
     namespace: dict[str, object] = {}
     exec(compile(text, "server.py", "exec"), namespace)  # still valid Python
+    # The planted work costs CPU of the size asked for (generous bounds: a shared host).
+    server = namespace["S"]()  # type: ignore[operator]
+    start = time.thread_time_ns()
+    for _ in range(2000):
+        assert server._tools_call(1) == 1
+    per_call_us = (time.thread_time_ns() - start) / 2000 / 1000
+    assert 2.5 < per_call_us < 15, per_call_us
     with pytest.raises(AnchorNotFound):
         insert_at_top(src / "server.py", "no_such_function", ["pass"])
