@@ -8,6 +8,14 @@ toolserver with metrics on (a) and with ``--no-metrics`` (b): cost = server CPU 
 message on/off - 1, the median of round-paired ratios (the throughput cost 1 - on/off is
 reported too), goal < 5 %.
 
+With ``--commits A B`` it compares two commits of the toolserver instead: each side
+imports the server from a ``git worktree`` of its commit (the load generator is this
+checkout's, as in every benchmark), and the verdict is the median of the round-paired
+server-CPU-per-message ratios b/a with a sign test over the rounds; exit 1 when b costs
+more than ``--threshold`` and the sign test says it is not chance. Comparing inside one
+run is what a shared machine needs: the host's slow and fast minutes hit both sides of
+every pair alike, where two separate runs can differ by 30 % on the same code.
+
 Both servers run side by side, pinned to the same core, and the measurements alternate
 (a, b, b, a, a, b, ... for several rounds) and take the median per point and the median
 of the per-round b/a ratios, so slow drift of the machine (other jobs, thermal) hits both
@@ -19,10 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,7 +47,8 @@ from .api import start_server
 from .phase import run_in_process
 from .protocol import Call, default_call
 from .recorder import Recorder
-from .server_process import ServerProcess, pin_generator
+from .resources import process_cpu_clock
+from .server_process import REPO_ROOT, ServerProcess, pin_generator
 from .spec import PhaseSpec
 
 SCHEMA = "benchmarks.load.versus/1"
@@ -40,6 +56,8 @@ SCHEMA = "benchmarks.load.versus/1"
 POINTS: tuple[tuple[int, int], ...] = ((1, 1), (1, 16), (10, 4), (100, 2))
 GOAL_RATIO = 0.7
 GOAL_METRICS_COST = 0.05
+#: --commits: one point like LoadPerformance at 10 clients (closed loop, one in flight)
+COMMIT_POINTS: tuple[tuple[int, int], ...] = ((10, 1),)
 
 
 @dataclass
@@ -63,17 +81,17 @@ def measure(side: Side, conns: int, inflight: int, duration_s: float,
                      loop="open" if rate > 0 else "closed", connections=conns,
                      inflight=inflight, rate=rate, call=side.call,
                      duration_s=duration_s, warmup_s=warmup_s)
-    proc = psutil.Process(side.server.pid)
-    c0 = proc.cpu_times()
+    cpu_seconds = _cpu_reader(side.server.pid)
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     wire = run_in_process(spec)
-    c1 = proc.cpu_times()
+    c1 = cpu_seconds()
     wall = time.perf_counter() - t0
     rec = Recorder()
     rec.merge_wire(wire)
     window = min(wire["window_end"], wire["send_stopped"]) - wire["window_start"]
     msg_s = rec.ok / window if window > 0 else 0.0
-    cpu = (c1.user + c1.system) - (c0.user + c0.system)
+    cpu = c1 - c0
     lat = rec.latency
     return {
         "msg_s": round(msg_s, 1),
@@ -84,7 +102,81 @@ def measure(side: Side, conns: int, inflight: int, duration_s: float,
         "server_cpu_us_per_msg": round(cpu * 1e6 / max(1, rec.ok) * window / wall, 2)
         if rec.ok else None,
         "generator_cpu_percent": round(100 * rec.cpu_s / wall, 1),
+        # server CPU / load-generator CPU over the same messages: the generator never
+        # changes, and the host's slow seconds inflate both (see docs/BENCHMARKS.md)
+        "relative_cpu": round(cpu / rec.cpu_s, 4) if rec.ok and rec.cpu_s > 0 else None,
     }
+
+
+def _cpu_reader(pid: int | None) -> Any:
+    """Seconds of CPU the server has used: its process CPU clock (ns) when readable, else
+    psutil's user + system (10 ms ticks: coarse for a 3 s measurement)."""
+    assert pid is not None
+    clock = process_cpu_clock(pid)
+    if clock is not None:
+        return lambda: time.clock_gettime(clock)
+    proc = psutil.Process(pid)
+    return lambda: sum(proc.cpu_times()[:2])
+
+
+def sign_test_p(higher: int, n: int) -> float:
+    """One-sided sign test: the chance of ``higher`` or more of ``n`` rounds going one way
+    when each way is equally likely."""
+    return sum(math.comb(n, k) for k in range(higher, n + 1)) / 2 ** n if n else 1.0
+
+
+@contextmanager
+def commit_checkouts(repo: Path, commits: list[str]) -> Iterator[list[tuple[str, Path]]]:
+    """``git worktree`` checkouts of ``commits`` (short hash, ``src`` dir), removed after."""
+    tmp = Path(tempfile.mkdtemp(prefix="versus-commits-"))
+    made: list[Path] = []
+    try:
+        out = []
+        for i, commit in enumerate(commits):
+            sha = _git(repo, "rev-parse", "--verify", f"{commit}^{{commit}}")
+            path = tmp / f"{'ab'[i]}-{sha[:8]}"
+            _git(repo, "worktree", "add", "--detach", "--quiet", str(path), sha)
+            made.append(path)
+            if not (path / "src" / "toolserver").is_dir():
+                raise SystemExit(f"versus: commit {commit} has no src/toolserver")
+            out.append((sha[:8], path / "src"))
+        yield out
+    finally:
+        for path in made:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force",
+                            str(path)], capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"versus: git {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def commit_verdict(rows: list[dict[str, Any]], la: str, lb: str,
+                   threshold: float, alpha: float) -> dict[str, Any]:
+    """b against a per point: the paired CPU ratio, how many rounds b cost more, and
+    whether that is a regression (ratio beyond the threshold and unlikely by chance)."""
+    points = []
+    for row in rows:
+        ra, rb = (row[la]["server_cpu_us_per_msg_rounds"], row[lb]["server_cpu_us_per_msg_rounds"])
+        ratios = [y / x for x, y in zip(ra, rb, strict=True) if x and y]
+        higher = sum(r > 1 for r in ratios)
+        p = sign_test_p(higher, len(ratios))
+        ratio = statistics.median(ratios) if ratios else None
+        points.append({
+            "point": f"{row['connections']}x{row['inflight']}",
+            "paired_cpu_ratio_b_over_a": round(ratio, 4) if ratio else None,
+            "round_ratios": [round(r, 4) for r in ratios],
+            "b_higher_rounds": higher, "rounds": len(ratios), "sign_test_p": round(p, 4),
+            "regression": ratio is not None and ratio > 1 + threshold and p < alpha,
+        })
+    return {"goal": f"server CPU per message of b within +{threshold:.0%} of a "
+                    f"(sign test alpha {alpha:g})",
+            "points": points, "passed": not any(p["regression"] for p in points)}
 
 
 def compare(a: Side, b: Side, points: tuple[tuple[int, int], ...], rounds: int,
@@ -106,6 +198,7 @@ def compare(a: Side, b: Side, points: tuple[tuple[int, int], ...], rounds: int,
                 "msg_s_rounds": [x["msg_s"] for x in rs],
                 "server_cpu_us_per_msg_median": _median(x["server_cpu_us_per_msg"] for x in rs),
                 "server_cpu_us_per_msg_rounds": [x["server_cpu_us_per_msg"] for x in rs],
+                "relative_cpu_rounds": [x["relative_cpu"] for x in rs],
                 "p50_ms_median": _median(x["p50_ms"] for x in rs),
                 "p99_ms_median": _median(x["p99_ms"] for x in rs),
                 "errors": sum(x["errors"] for x in rs),
@@ -145,6 +238,49 @@ def _row_text(row: dict[str, Any], la: str, lb: str) -> str:
             f"{b['server_cpu_us_per_msg_median']}  errors {a['errors']}/{b['errors']}")
 
 
+def _run(args: argparse.Namespace, points: tuple[tuple[int, int], ...], core: int | None,
+         servers: list[ServerProcess], checkouts: list[tuple[str, Path]],
+         ) -> tuple[list[dict[str, Any]], Side, Side, Any]:
+    """Start the two sides of the chosen comparison, alternate them, stop them."""
+    try:
+        call = default_call(args.tool)
+        if checkouts:
+            sides = []
+            for label, src in checkouts:
+                server = start_server(args.server_python, args.server_arg,
+                                      pythonpath=[str(src), *args.server_pythonpath],
+                                      core=core)
+                servers.append(server)
+                sides.append(Side(label, server, call))
+            a, b = sides
+            if a.label == b.label:
+                b = Side(b.label + "'", b.server, call)
+        elif args.metrics_overhead:
+            on = start_server(args.server_python, args.server_arg,
+                              pythonpath=args.server_pythonpath, core=core)
+            servers.append(on)
+            off = start_server(args.server_python, [*args.server_arg, "--no-metrics"],
+                               pythonpath=args.server_pythonpath, core=core)
+            servers.append(off)
+            a, b = Side("metrics_on", on, call), Side("metrics_off", off, call)
+        else:
+            bare = ServerProcess(sys.executable, ["--port", "0", "--mode", args.bare_mode],
+                                 module="benchmarks.load.bare_echo", core=core)
+            bare.start()
+            servers.append(bare)
+            tool = start_server(args.server_python, args.server_arg,
+                                pythonpath=args.server_pythonpath, core=core)
+            servers.append(tool)
+            bare_call = default_call("raw_echo") if args.bare_mode == "raw" else call
+            a, b = Side("bare", bare, bare_call), Side("toolserver", tool, call)
+        gen = None if args.no_pin else pin_generator(0)
+        return compare(a, b, points, args.rounds, args.duration, args.warmup, args.rate), \
+            a, b, gen
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison, print the table, write the JSON."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.load.versus",
@@ -156,50 +292,49 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra toolserver argument (both sides)")
     ap.add_argument("--metrics-overhead", action="store_true",
                     help="compare toolserver metrics on (a) vs --no-metrics (b)")
+    ap.add_argument("--commits", nargs=2, metavar=("A", "B"),
+                    help="compare the toolserver at commit A (a) with commit B (b), each "
+                         "from a git worktree; default point 10x1, 10 rounds, echo")
+    ap.add_argument("--repo", type=Path, default=REPO_ROOT,
+                    help="repository of --commits (default: this checkout)")
+    ap.add_argument("--tool", default="echo", help="tool called (default %(default)s)")
+    ap.add_argument("--threshold", type=float, default=0.05,
+                    help="--commits: regression when b's paired CPU per message exceeds "
+                         "a's by more than this (default %(default)s)")
+    ap.add_argument("--alpha", type=float, default=0.05,
+                    help="--commits: significance of the sign test (default %(default)s)")
     ap.add_argument("--bare-mode", choices=("raw", "jsonrpc"), default="raw")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds per point (default 3; --commits: 10)")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     ap.add_argument("--warmup", type=float, default=0.5)
-    ap.add_argument("--points", default=",".join(f"{c}x{k}" for c, k in POINTS),
-                    help="CONNxINFLIGHT list, default %(default)s")
+    ap.add_argument("--points", default=None,
+                    help="CONNxINFLIGHT list (default "
+                         f"{','.join(f'{c}x{k}' for c, k in POINTS)}; --commits: 10x1)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="open loop at this offered msg/s instead of a closed loop "
                          "(compare server CPU per message at equal load)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args(argv)
+    if args.commits and args.metrics_overhead:
+        ap.error("--commits and --metrics-overhead are different comparisons")
+    if args.rounds is None:
+        args.rounds = 10 if args.commits else 3
+    if args.points is None:
+        args.points = ",".join(f"{c}x{k}" for c, k in (COMMIT_POINTS if args.commits
+                                                          else POINTS))
     points = tuple((int(c), int(k)) for c, k in
                    (p.split("x") for p in args.points.split(",") if p))
     environment.raise_nofile()
     core = None if args.no_pin else 0
     servers: list[ServerProcess] = []
-    try:
-        echo = default_call("echo")
-        if args.metrics_overhead:
-            on = start_server(args.server_python, args.server_arg,
-                              pythonpath=args.server_pythonpath, core=core)
-            servers.append(on)
-            off = start_server(args.server_python, [*args.server_arg, "--no-metrics"],
-                               pythonpath=args.server_pythonpath, core=core)
-            servers.append(off)
-            a, b = Side("metrics_on", on, echo), Side("metrics_off", off, echo)
-        else:
-            bare = ServerProcess(sys.executable, ["--port", "0", "--mode", args.bare_mode],
-                                 module="benchmarks.load.bare_echo", core=core)
-            bare.start()
-            servers.append(bare)
-            tool = start_server(args.server_python, args.server_arg,
-                                pythonpath=args.server_pythonpath, core=core)
-            servers.append(tool)
-            bare_call = default_call("raw_echo") if args.bare_mode == "raw" else echo
-            a, b = Side("bare", bare, bare_call), Side("toolserver", tool, echo)
-        gen = None if args.no_pin else pin_generator(0)
-        rows = compare(a, b, points, args.rounds, args.duration, args.warmup, args.rate)
-    finally:
-        for s in servers:
-            s.stop()
+    with commit_checkouts(args.repo, args.commits or []) as checkouts:
+        rows, a, b, gen = _run(args, points, core, servers, checkouts)
     verdict: dict[str, Any] = {}
-    if args.metrics_overhead:
+    if args.commits:
+        verdict = commit_verdict(rows, a.label, b.label, args.threshold, args.alpha)
+    elif args.metrics_overhead:
         for row in rows:
             on_v, off_v = row["metrics_on"]["msg_s_median"], row["metrics_off"]["msg_s_median"]
             row["metrics_cost"] = round(1 - on_v / off_v, 4) if off_v else None
@@ -235,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                    "min_ratio_10_plus": min(judged) if judged else None,
                    "min_cpu_efficiency_ratio_10_plus": min(eff) if eff else None}
         verdict["passed"] = bool(judged) and min(judged) >= GOAL_RATIO
-    doc = {"schema": SCHEMA, "mode": "metrics_overhead" if args.metrics_overhead else "versus",
+    mode = "commits" if args.commits else (
+        "metrics_overhead" if args.metrics_overhead else "versus")
+    doc = {"schema": SCHEMA, "mode": mode,
            "labels": [a.label, b.label], "rounds": args.rounds, "duration_s": args.duration,
            "generator_cores": gen, "loop": "open" if args.rate > 0 else "closed",
            "rate": args.rate or None, "rows": rows, "verdict": verdict,
@@ -247,11 +384,16 @@ def main(argv: list[str] | None = None) -> int:
         print(_row_text(row, a.label, b.label) + (
             f"  cost={row['metrics_cost']:.1%} cpu-cost={row['metrics_cpu_cost']}"
             if args.metrics_overhead and row.get("metrics_cost") is not None else ""))
+    for pt in verdict.get("points", []) if args.commits else []:
+        print(f"{pt['point']}: server CPU per message b/a = {pt['paired_cpu_ratio_b_over_a']}"
+              f" (median of {pt['rounds']} paired rounds; b higher in {pt['b_higher_rounds']}"
+              f", sign test p={pt['sign_test_p']:.3g})"
+              + ("  REGRESSION" if pt["regression"] else ""))
     print("verdict:", json.dumps(verdict))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
-    return 0
+    return 1 if args.commits and not verdict["passed"] else 0
 
 
 if __name__ == "__main__":
