@@ -43,8 +43,10 @@ class ConcurrentConnections:
         """Open file descriptors after churn minus before (a leak grows this)."""
         return figure(result, "churn.fd_delta")
 
-    def track_churn_rss_delta(self, result):
-        return figure(result, "churn.rss_delta_kib")
+    def track_churn_rss_per_cycle(self, result):
+        """Server RSS growth over the churn per connect-close cycle (a per-connection leak
+        is this many KiB; the total over the churn would move with its cycle count)."""
+        return figure(result, "churn.rss_kib_per_cycle")
 
     def track_churn_server_cpu_per_cycle(self, result):
         """Server CPU per connect-initialize-call-close cycle."""
@@ -64,6 +66,6 @@ class ConcurrentConnections:
         return figure(result, "churn.server_cpu_relative")
 
     track_churn_fd_delta.unit = "fds"
-    track_churn_rss_delta.unit = "KiB"
+    track_churn_rss_per_cycle.unit = "KiB"
     track_churn_server_cpu_per_cycle.unit = "µs"
     track_churn_server_cpu_relative.unit = "server/generator"

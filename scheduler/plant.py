@@ -154,7 +154,7 @@ def connection_leak(kib: int) -> Plant:
             # Written bytes, not zeros: calloc'd zero pages would not count in RSS.
             [f"globals().setdefault('_PLANTED_LEAK', []).append(b'x' * {kib * 1024})"],
         ),
-        expect=(r"memory_per_connection", r"churn_rss_delta"),
+        expect=(r"memory_per_connection", r"churn_rss_per_cycle"),
     )
 
 

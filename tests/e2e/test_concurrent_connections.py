@@ -33,4 +33,7 @@ def test_concurrent_connections() -> None:
     assert doc["metrics"]["churn.fd_delta"] is not None
     churn = doc["phases"][-1]
     assert churn["connections"]["opened"] > 10, "churn did not cycle connections"
+    per_cycle = doc["metrics"]["churn.rss_kib_per_cycle"]
+    assert per_cycle == round(doc["metrics"]["churn.rss_delta_kib"]
+                              / churn["connections"]["opened"], 4)
     assert not failed_criteria(doc), failed_criteria(doc)

@@ -105,6 +105,12 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
         rss_delta_kib = (after[3] - before[3]) // 1024
         res.metrics["churn.fd_delta"] = fd_delta
         res.metrics["churn.rss_delta_kib"] = rss_delta_kib
+        # Per connection that came and went: a leak per connection is constant per cycle,
+        # while the total grows with the cycles the host's speed allowed in churn_s (a
+        # leak already in the history then swings the total by 30 % between commits).
+        cycles = churn["connections"]["opened"]
+        res.metrics["churn.rss_kib_per_cycle"] = (
+            round(rss_delta_kib / cycles, 4) if cycles else None)
         res.analysis["resources"] = {
             "fds_before_churn": before[4], "fds_after_churn": after[4],
             "rss_kib_before_churn": before[3] // 1024, "rss_kib_after_churn": after[3] // 1024,
