@@ -14,9 +14,10 @@ working while the server's code evolves; a missing anchor is a clear error.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import shutil
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,26 +87,38 @@ def _work_lines(iterations: int) -> list[str]:
     return [f"for _planted in range({iterations}):", "    pass"]
 
 
-_NS_PER_ITERATION: float | None = None
-
-
-def ns_per_iteration() -> float:
-    """CPU nanoseconds one iteration of the planted loop costs in this interpreter (the
-    median of 5 timings of 200 000 iterations, measured once per process)."""
-    global _NS_PER_ITERATION
-    if _NS_PER_ITERATION is None:
-        namespace: dict[str, object] = {}
-        body = "".join(f"    {line}\n" for line in _work_lines(200_000))
-        exec(compile(f"def _planted_work():\n{body}", "<plant>", "exec"), namespace)
-        work = namespace["_planted_work"]
-        assert callable(work)
-        timings = []
-        for _ in range(5):
-            start = time.thread_time_ns()
+def _loop_cost_ns(iterations: int) -> float:
+    """CPU ns of one call of a function holding the planted loop: the fastest of 7
+    batches. The fastest, not the median: the host can only inflate a timing (another
+    tenant, an interrupt), and a calibration taken in a busy moment would make the plant
+    smaller than its name."""
+    namespace: dict[str, object] = {}
+    body = "".join(f"    {line}\n" for line in _work_lines(iterations))
+    exec(compile(f"def _planted_work():\n{body}", "<plant>", "exec"), namespace)
+    work = namespace["_planted_work"]
+    assert callable(work)
+    calls = max(1, 100_000 // iterations)
+    best = math.inf
+    for _ in range(7):
+        start = time.thread_time_ns()
+        for _ in range(calls):
             work()
-            timings.append((time.thread_time_ns() - start) / 200_000)
-        _NS_PER_ITERATION = statistics.median(timings)
-    return _NS_PER_ITERATION
+        best = min(best, (time.thread_time_ns() - start) / calls)
+    return best
+
+
+@functools.cache
+def iterations_for(microseconds: float) -> int:
+    """Iterations of the planted loop that cost ``microseconds`` of CPU per call here.
+
+    Found by timing the loop at its own size, three times refined: the cost per
+    iteration is not a constant (below 257 the loop's integers come from CPython's
+    small-int cache, above they are allocated: 11 against 20 ns here)."""
+    target = microseconds * 1000
+    iterations = max(1, round(target / 15))
+    for _ in range(3):
+        iterations = max(1, round(iterations * target / _loop_cost_ns(iterations)))
+    return iterations
 
 
 def _work(microseconds: float) -> list[str]:
@@ -118,7 +131,7 @@ def _work(microseconds: float) -> list[str]:
     (measured: a "+10 %" wall-clock spin showed as +5 % in one evaluation), and one on
     the thread CPU clock overshoots by a system call (about 1 µs here) per check.
     """
-    return _work_lines(max(1, round(microseconds * 1000 / ns_per_iteration())))
+    return _work_lines(iterations_for(microseconds))
 
 
 def cpu_per_message(microseconds: float) -> Plant:

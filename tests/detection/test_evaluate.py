@@ -18,7 +18,7 @@ import pytest
 
 from scheduler.config import load_config
 from scheduler.evaluate import _cpu, evaluate
-from scheduler.plant import AnchorNotFound, cpu_per_message, insert_at_top, ns_per_iteration
+from scheduler.plant import AnchorNotFound, cpu_per_message, insert_at_top, iterations_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADY = r"LoadPerformance\.track_server_cpu_per_message"
@@ -50,6 +50,7 @@ def test_planted_regression_is_named_and_neutral_commits_stay_quiet(
     planted = result.planted
     assert len(planted) == 1 and planted[0].caught, result.table()
     # the plant sits between the neutral commits: both sides of it are judged
+    assert planted[0].plant is not None
     assert [o.plant.name for o in result.outcomes if o.plant is not None] == [
         "docs1", planted[0].plant.name, "comment2"], "history shape"
     assert not result.false_alerts, result.table()
@@ -64,16 +65,18 @@ def test_plants_edit_the_named_function_and_fail_loudly_without_it(tmp_path: Pat
         "        \"\"\"Doc.\"\"\"\n        return a\n")
     cpu_per_message(5).apply(tmp_path)
     text = (src / "server.py").read_text()
-    iterations = round(5000 / ns_per_iteration())
+    iterations = iterations_for(5)
     assert f"for _planted in range({iterations}):" in text
     namespace: dict[str, object] = {}
     exec(compile(text, "server.py", "exec"), namespace)  # still valid Python
     # The planted work costs CPU of the size asked for (generous bounds: a shared host).
     server = namespace["S"]()  # type: ignore[operator]
-    start = time.thread_time_ns()
-    for _ in range(2000):
-        assert server._tools_call(1) == 1
-    per_call_us = (time.thread_time_ns() - start) / 2000 / 1000
-    assert 2.5 < per_call_us < 15, per_call_us
+    batches = []
+    for _ in range(5):
+        start = time.thread_time_ns()
+        for _ in range(400):
+            assert server._tools_call(1) == 1
+        batches.append((time.thread_time_ns() - start) / 400 / 1000)
+    assert 3 < min(batches) < 15, batches
     with pytest.raises(AnchorNotFound):
         insert_at_top(src / "server.py", "no_such_function", ["pass"])
