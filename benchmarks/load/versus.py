@@ -40,14 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from . import environment
 from .api import start_server
 from .phase import run_in_process
 from .protocol import Call, default_call
 from .recorder import Recorder
-from .resources import process_cpu_clock
+from .resources import ResourceSampler, cpu_s
 from .server_process import REPO_ROOT, ServerProcess, pin_generator
 from .spec import PhaseSpec
 
@@ -81,17 +79,20 @@ def measure(side: Side, conns: int, inflight: int, duration_s: float,
                      loop="open" if rate > 0 else "closed", connections=conns,
                      inflight=inflight, rate=rate, call=side.call,
                      duration_s=duration_s, warmup_s=warmup_s)
-    cpu_seconds = _cpu_reader(side.server.pid)
-    c0 = cpu_seconds()
+    # Not started: marks only, read from the process CPU clock (ns) when it is readable.
+    sampler = ResourceSampler(side.server.pid)
+    s0 = sampler.mark()
     t0 = time.perf_counter()
     wire = run_in_process(spec)
-    c1 = cpu_seconds()
+    s1 = sampler.mark()
     wall = time.perf_counter() - t0
+    if s0 is None or s1 is None:
+        raise RuntimeError(f"{side.label}: server process {side.server.pid} went away")
     rec = Recorder()
     rec.merge_wire(wire)
     window = min(wire["window_end"], wire["send_stopped"]) - wire["window_start"]
     msg_s = rec.ok / window if window > 0 else 0.0
-    cpu = c1 - c0
+    cpu = cpu_s(s1) - cpu_s(s0)
     lat = rec.latency
     return {
         "msg_s": round(msg_s, 1),
@@ -106,17 +107,6 @@ def measure(side: Side, conns: int, inflight: int, duration_s: float,
         # changes, and the host's slow seconds inflate both (see docs/BENCHMARKS.md)
         "relative_cpu": round(cpu / rec.cpu_s, 4) if rec.ok and rec.cpu_s > 0 else None,
     }
-
-
-def _cpu_reader(pid: int | None) -> Any:
-    """Seconds of CPU the server has used: its process CPU clock (ns) when readable, else
-    psutil's user + system (10 ms ticks: coarse for a 3 s measurement)."""
-    assert pid is not None
-    clock = process_cpu_clock(pid)
-    if clock is not None:
-        return lambda: time.clock_gettime(clock)
-    proc = psutil.Process(pid)
-    return lambda: sum(proc.cpu_times()[:2])
 
 
 def sign_test_p(higher: int, n: int) -> float:
@@ -156,21 +146,20 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def commit_verdict(rows: list[dict[str, Any]], la: str, lb: str,
-                   threshold: float, alpha: float) -> dict[str, Any]:
+def commit_verdict(rows: list[dict[str, Any]], threshold: float,
+                   alpha: float) -> dict[str, Any]:
     """b against a per point: the paired CPU ratio, how many rounds b cost more, and
     whether that is a regression (ratio beyond the threshold and unlikely by chance)."""
     points = []
     for row in rows:
-        ra, rb = (row[la]["server_cpu_us_per_msg_rounds"], row[lb]["server_cpu_us_per_msg_rounds"])
-        ratios = [y / x for x, y in zip(ra, rb, strict=True) if x and y]
+        ratios = row["paired_cpu_ratios"]
         higher = sum(r > 1 for r in ratios)
         p = sign_test_p(higher, len(ratios))
         ratio = statistics.median(ratios) if ratios else None
         points.append({
             "point": f"{row['connections']}x{row['inflight']}",
             "paired_cpu_ratio_b_over_a": round(ratio, 4) if ratio else None,
-            "round_ratios": [round(r, 4) for r in ratios],
+            "round_ratios": ratios,
             "b_higher_rounds": higher, "rounds": len(ratios), "sign_test_p": round(p, 4),
             "regression": ratio is not None and ratio > 1 + threshold and p < alpha,
         })
@@ -209,11 +198,12 @@ def compare(a: Side, b: Side, points: tuple[tuple[int, int], ...], rounds: int,
                                                             strict=True) if x["msg_s"]]
         row["paired_ratio_b_over_a_median"] = round(
             statistics.median(y / x for x, y in pairs), 3) if pairs else None
-        cpairs = [(x["server_cpu_us_per_msg"], y["server_cpu_us_per_msg"])
-                  for x, y in zip(runs[a.label], runs[b.label], strict=True)
-                  if x["server_cpu_us_per_msg"] and y["server_cpu_us_per_msg"]]
+        cratios = [y["server_cpu_us_per_msg"] / x["server_cpu_us_per_msg"]
+                   for x, y in zip(runs[a.label], runs[b.label], strict=True)
+                   if x["server_cpu_us_per_msg"] and y["server_cpu_us_per_msg"]]
+        row["paired_cpu_ratios"] = [round(r, 4) for r in cratios]
         row["paired_cpu_ratio_b_over_a_median"] = round(
-            statistics.median(y / x for x, y in cpairs), 3) if cpairs else None
+            statistics.median(cratios), 3) if cratios else None
         ma, mb = row[a.label]["msg_s_median"], row[b.label]["msg_s_median"]
         row["ratio_b_over_a"] = round(mb / ma, 3) if ma else None
         ca = row[a.label]["server_cpu_us_per_msg_median"]
@@ -239,9 +229,9 @@ def _row_text(row: dict[str, Any], la: str, lb: str) -> str:
 
 
 def _run(args: argparse.Namespace, points: tuple[tuple[int, int], ...], core: int | None,
-         servers: list[ServerProcess], checkouts: list[tuple[str, Path]],
-         ) -> tuple[list[dict[str, Any]], Side, Side, Any]:
+         checkouts: list[tuple[str, Path]]) -> tuple[list[dict[str, Any]], Side, Side, Any]:
     """Start the two sides of the chosen comparison, alternate them, stop them."""
+    servers: list[ServerProcess] = []
     try:
         call = default_call(args.tool)
         if checkouts:
@@ -328,12 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                    (p.split("x") for p in args.points.split(",") if p))
     environment.raise_nofile()
     core = None if args.no_pin else 0
-    servers: list[ServerProcess] = []
     with commit_checkouts(args.repo, args.commits or []) as checkouts:
-        rows, a, b, gen = _run(args, points, core, servers, checkouts)
+        rows, a, b, gen = _run(args, points, core, checkouts)
     verdict: dict[str, Any] = {}
     if args.commits:
-        verdict = commit_verdict(rows, a.label, b.label, args.threshold, args.alpha)
+        verdict = commit_verdict(rows, args.threshold, args.alpha)
     elif args.metrics_overhead:
         for row in rows:
             on_v, off_v = row["metrics_on"]["msg_s_median"], row["metrics_off"]["msg_s_median"]
