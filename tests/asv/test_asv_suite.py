@@ -79,18 +79,26 @@ def test_publish_and_compare(history: Project) -> None:
     assert re.search(r"track_server_cpu_per_message\(10\)", proc.stdout)
 
 
+#: asv's factor for the two continuous tests: generous, because two runs minutes apart on
+#: this shared VM differ by up to 30 % on the same code (docs/BENCHMARKS.md); a test
+#: asserts the pipeline's behaviour, not this host's quietness. The plant is >= x1.9.
+FACTOR = "1.5"
+
+
 def test_continuous_is_quiet_on_a_neutral_commit(history: Project) -> None:
     base, docs = history.commits["base"], history.commits["docs"]
-    proc = history.asv("continuous", "--show-stderr", "-b", STEADY, base, docs)
+    proc = history.asv("continuous", "--show-stderr", "--factor", FACTOR, "-b", STEADY,
+                       base, docs)
     assert proc.returncode == 0, "a documentation-only commit was reported as slower"
 
 
 def test_continuous_fails_on_a_planted_slowdown(history: Project) -> None:
-    # ~100 µs of busy-wait per call against ~25-70 µs of CPU: well past 10 %.
+    # ~100 µs of extra work per call against ~30-115 µs of CPU: x1.9 or more.
     cpu_per_message(100).apply(history.path)
     history.commit("slow", "Validate harder (planted slowdown)")
     docs, slow = history.commits["docs"], history.commits["slow"]
-    proc = history.asv("continuous", "--show-stderr", "-b", STEADY, docs, slow)
+    proc = history.asv("continuous", "--show-stderr", "--factor", FACTOR, "-b", STEADY,
+                       docs, slow)
     assert proc.returncode == 1, "the planted slowdown was not reported"
     assert "PERFORMANCE DECREASED" in proc.stdout or "worse" in proc.stdout.lower()
     assert re.search(r"\+\s.*track_server_cpu_per_message", proc.stdout)
