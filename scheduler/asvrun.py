@@ -100,18 +100,24 @@ class AsvProject:
             raise AsvError(f"{src}: asv configuration must be a JSON object")
         return data
 
-    def write_config(self) -> Path:
-        """Write the generated ``asv.conf.json`` into the state directory."""
-        data = self.load_project_config()
+    def benchmark_dir(self, data: dict[str, Any] | None = None) -> Path:
+        """The instrument's directory (asv imports it from here, never from a commit)."""
+        data = self.load_project_config() if data is None else data
         src_dir = self.cfg.asv.config.parent
         bdir = self.cfg.asv.benchmark_dir or (src_dir / data.get("benchmark_dir", "benchmarks"))
         if not Path(bdir).is_dir():
             raise AsvError(f"benchmark directory not found: {bdir}")
+        return Path(bdir).resolve()
+
+    def write_config(self) -> Path:
+        """Write the generated ``asv.conf.json`` into the state directory."""
+        data = self.load_project_config()
+        bdir = self.benchmark_dir(data)
         data.update({
             "repo": str(self.repo_path),
             "dvcs": "git",
             "branches": list(self.cfg.repository.branches),
-            "benchmark_dir": str(Path(bdir).resolve()),
+            "benchmark_dir": str(bdir),
             "results_dir": str(self.results_dir),
             "html_dir": str(self.html_dir),
             "env_dir": str(self.env_dir),

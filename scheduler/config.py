@@ -111,6 +111,20 @@ class JudgeConfig:
 
 
 @dataclass(frozen=True)
+class PairedConfig:
+    """The side-by-side check of each commit against its parent (scheduler.paired)."""
+
+    enabled: bool = True
+    points: str = "10x1,churn10"  # versus --points: CPU per message, per connection
+    rounds: int = 10
+    duration_s: float = 2.0  # per round and side (plus 0.5 s warm-up)
+    threshold: float = 0.05  # b/a above 1 + threshold ...
+    alpha: float = 0.06  # ... and sign test below alpha, in each of two runs
+    tool: str = "echo"
+    timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
 class SlackConfig:
     """Slack delivery. backend: console (default), webhook or bot."""
 
@@ -137,6 +151,7 @@ class Config:
     site: SiteConfig
     judge: JudgeConfig
     slack: SlackConfig
+    paired: PairedConfig
     state_dir: Path
     baselines_dir: Path
 
@@ -170,6 +185,8 @@ _SECTIONS: dict[str, set[str]] = {
     "site": {"html_dir", "host", "port", "public_url"},
     "judge": {"default_threshold", "thresholds", "alpha", "min_samples", "use_asv_steps",
               "plot_history", "confirm"},
+    "paired": {"enabled", "points", "rounds", "duration_s", "threshold", "alpha", "tool",
+               "timeout_s"},
     "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
               "max_attempts", "upload_plots"},
     "state": {"dir"},
@@ -362,6 +379,21 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         plot_history=j.get_int("plot_history", 30, minimum=2),
     )
 
+    q = sect("paired")
+    paired = PairedConfig(
+        enabled=q.get_bool("enabled", True),
+        points=q.get_str("points", "10x1,churn10"),
+        rounds=q.get_int("rounds", 10, minimum=2),
+        duration_s=q.get_num("duration_s", 2.0, minimum=0.1),
+        threshold=q.get_num("threshold", 0.05, minimum=0),
+        alpha=q.get_num("alpha", 0.06, minimum=0),
+        tool=q.get_str("tool", "echo"),
+        timeout_s=q.get_num("timeout_s", 900.0, minimum=1),
+    )
+    if not re.fullmatch(r"(\d+x\d+|churn\d+)(,(\d+x\d+|churn\d+))*", paired.points):
+        raise ConfigError(f"{source}: [paired] points: expected CONNxINFLIGHT or churnCONN "
+                          f"items separated by commas, got {paired.points!r}")
+
     k = sect("slack")
     backend = k.get_str("backend", "console")
     if backend not in ("console", "webhook", "bot"):
@@ -388,6 +420,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     baselines_dir = path_of(sect("baselines").get_str("dir", "baselines"))
     return Config(
         path=cfg_path, root=root, repository=repository, asv=asv, schedule=schedule,
-        profiles=profiles, site=site, judge=judge, slack=slack, state_dir=state_dir,
+        profiles=profiles, site=site, judge=judge, slack=slack, paired=paired,
+        state_dir=state_dir,
         baselines_dir=baselines_dir,
     )

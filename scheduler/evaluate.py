@@ -8,9 +8,9 @@ measurement of the base commit so that "+10 % CPU per message" means 10 % on thi
 machine. It then runs the daemon's real detection path — :class:`~scheduler.service.
 Service` measuring every commit with the premerge profile, judging each against its
 measured neighbours with the thresholds in ``baselines/noise.toml``, asv's step
-detection, one alert per regression into the outbox — and reads back what would have
-been posted. Limits and blessed baselines are left out (they judge absolute values, not
-commits).
+detection, the side-by-side check against the parent (``[paired]``), one alert per
+regression into the outbox — and reads back what would have been posted. Limits and
+blessed baselines are left out (they judge absolute values, not commits).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def _cpu(effect: float) -> Target:
     lp = "load_performance.LoadPerformance."
     return Target("cpu", series, effect, lambda v: dataclasses.replace(
         P.cpu_per_message(round(v * effect, 2)),
-        expect=(re.escape(series), re.escape(lp) + r"track_server_cpu_(per_message|relative)\(")))
+        expect=(re.escape(series), re.escape(lp) + r"track_server_cpu_(per_message|relative)\(",
+                re.escape("paired.server_cpu_per_message("))))
 
 
 def _chat(effect: float) -> Target:
@@ -83,7 +84,7 @@ def _connect(effect: float) -> Target:
     return Target("connect", series, effect, lambda v: _expect(
         P.slow_connect(round(v * 1000 / 100 * effect, 1)), series,
         cc + "track_server_cpu_per_session", cc + "track_churn_server_cpu_per_cycle",
-        cc + "track_churn_server_cpu_relative"))
+        cc + "track_churn_server_cpu_relative", "paired.server_cpu_per_connection("))
 
 
 def _expect(p: P.Plant, series: str, *also: str) -> P.Plant:

@@ -96,6 +96,11 @@ class GitRepo:
         out = self._git("log", "--first-parent", f"--format={_FMT}", *rev_range.split(), "--")
         return _parse(out)
 
+    def parent(self, rev: str) -> str:
+        """The first parent's hash ("" for a root commit)."""
+        out = self._git("rev-list", "--parents", "-n1", rev, "--").split()
+        return out[1] if len(out) > 1 else ""
+
     def info(self, rev: str) -> Commit:
         out = self._git("log", "-n1", f"--format={_FMT}", rev, "--")
         commits = _parse(out)

@@ -112,7 +112,7 @@ def compare(a: Measurement, b: Measurement, threshold: Threshold, cfg: JudgeConf
 class Finding:
     """One thing worth an alert (or a recovery note)."""
 
-    kind: str  # "limit" | "baseline" | "history"
+    kind: str  # "limit" | "baseline" | "history" | "paired" (scheduler.paired)
     machine: str  # asv machine (includes the profile)
     profile: str
     bench: str  # series id
@@ -131,8 +131,8 @@ class Finding:
     @property
     def key(self) -> str:
         """Identity of the regression: one key, one alert."""
-        if self.kind == "history":
-            return f"history|{self.machine}|{self.bench}|{self.bad}"
+        if self.kind in ("history", "paired"):
+            return f"{self.kind}|{self.machine}|{self.bench}|{self.bad}"
         if self.kind == "baseline":
             return f"baseline|{self.machine}|{self.bench}|{self.extra.get('baseline_commit', '')}"
         return f"limit|{self.machine}|{self.bench}"

@@ -34,13 +34,16 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
                plot: str | None, plot_url: str | None) -> dict[str, Any]:
     """A regression / limit / baseline alert."""
     title = {"history": "Performance regression", "baseline": "Slower than blessed baseline",
-             "limit": "Limit breached"}[f.kind]
+             "limit": "Limit breached",
+             "paired": "Performance regression (side by side with the parent)"}[f.kind]
     before = format_value(f.before, f.unit)
     after = format_value(f.after, f.unit)
     pct = ""
     if f.before:
         pct = f" ({(f.after / f.before - 1) * 100:+.1f}%)"
-    if f.comparison:
+    if "significance" in f.extra:
+        sig = f.extra["significance"]
+    elif f.comparison:
         sig = f.comparison.significance_text()
         if f.asv_step:
             sig += "; asv step detection agrees"

@@ -12,6 +12,12 @@ only then is the alert sent, naming the first bad commit. With ``[judge] confirm
 alert waits for an interleaved re-measurement: the last good commit again, then the
 suspect again, and the suspect's fresh result is judged against the good commit's fresh
 one (see ``_queue_confirmation``).
+
+With ``[paired] enabled`` every commit measured with the premerge profile is also run side
+by side with its parent (``scheduler.paired``): a regression of server CPU per message or
+per connection that both of two such runs name is alerted at once. That is the check that
+resolves +10 % on a shared machine, where two asv runs of the same code minutes apart can
+differ by 30 %.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from .judge import (
 )
 from .notify import make_notifier
 from .outbox import Outbox
+from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
 from .plot import history_png
 from .results import ResultFile, ResultsError, format_value
 from .site import graph_link
@@ -79,6 +86,7 @@ class Service:
         self.repo = GitRepo(cfg.repository.url, local_path=local,
                             mirror_dir=cfg.state_dir / "repo.git")
         self.asv = AsvProject(cfg, self.repo.path)
+        self.paired = PairedRunner(cfg.paired, repo=self.repo.path)
         self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
                              max_attempts=cfg.slack.max_attempts)
         self.stop = threading.Event()
@@ -266,6 +274,10 @@ class Service:
                     "kind": "failure", "text": f"Cannot judge {run.short}: {exc}",
                     "details": [], "blocks": [messages._section(
                         f"Cannot judge `{run.short}` ({run.profile}): {exc}")]})
+        if (status == "done" and self.cfg.paired.enabled and not self.stop.is_set()
+                and run.profile == self.cfg.profiles.premerge
+                and run.kind not in ("confirm", "confirm-base")):
+            self._paired_check(run)
         self.state.mark_judged(run.id)
         if run.kind in ("nightly", "soak"):
             self._maybe_summary(run.kind)
@@ -298,6 +310,7 @@ class Service:
         """SIGTERM: stop after (or abandon) the current run."""
         self.stop.set()
         self.asv.abandon()
+        self.paired.abandon()
 
     def publish(self) -> None:
         try:
@@ -421,6 +434,67 @@ class Service:
                                ma.params, ma.unit, a, b, comp.before, comp.after, crossed,
                                comparison=comp))
         return out
+
+    def _paired_check(self, run: Run) -> None:
+        """Run ``run``'s commit side by side with its parent; when a point regresses, run
+        it again (fresh processes) and alert the points that regressed both times. Done
+        once per commit (``paired:`` meta); a crash before that repeats it."""
+        key = f"paired:{run.commit_hash}"
+        if self.state.get_meta(key):
+            return
+        b = run.commit_hash
+        try:
+            a = self.repo.parent(b)
+            if not a or not (self.paired.applies(a) and self.paired.applies(b)):
+                self.state.set_meta(key, json.dumps({"skipped": "no toolserver to compare"}))
+                return
+            project = self.asv.benchmark_dir().parent
+            self._say(f"side by side: {a[:8]} (parent) vs {run.short}, "
+                      f"{self.cfg.paired.rounds} paired rounds per point "
+                      f"({self.cfg.paired.points})")
+            runs = [self.paired.run(a, b, project_dir=project)]
+            self._say_paired(runs[0])
+            if runs[0].regressed():
+                self._say(f"{run.short}: {', '.join(p.point for p in runs[0].regressed())} "
+                          "regressed side by side; running it again to confirm")
+                runs.append(self.paired.run(a, b, project_dir=project))
+                self._say_paired(runs[1])
+        except (PairedError, GitError, AsvError) as exc:
+            self._say(f"side-by-side check of {run.short} unavailable: {exc}")
+            return
+        both = [(p, q) for p in runs[0].regressed() for q in runs[-1].regressed()
+                if len(runs) == 2 and p.point == q.point]
+        if runs[0].regressed() and not both:
+            self._say(f"{run.short}: not confirmed side by side (the second run is "
+                      "clean); no alert")
+        history = [c.hash for c in reversed(
+            self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]
+        for first, second in both:
+            self._alert(self._paired_finding(run, first, second), run.branch, history)
+        self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
+
+    def _say_paired(self, result: PairedResult) -> None:
+        self._say(f"side by side {result.a[:8]} vs {result.b[:8]} ({result.seconds:.0f}s): "
+                  + "; ".join(p.text() + ("  REGRESSION" if p.regression else "")
+                              for p in result.points))
+
+    def _paired_finding(self, run: Run, first: PointVerdict, second: PointVerdict) -> Finding:
+        benchmark, params = SERIES_OF_POINT.get(first.point, (first.series, ()))
+        plot_series = benchmark + (
+            "(" + ", ".join(f"{k}={v}" for k, v in params) + ")" if params else "")
+        cpu = [(p.cpu_a, p.cpu_b) for p in (first, second) if p.cpu_a and p.cpu_b]
+        before = sum(x for x, _ in cpu) / len(cpu) if cpu else None
+        after = sum(y for _, y in cpu) / len(cpu) if cpu else 0.0
+        cfg = self.cfg.paired
+        crossed = (f"+{cfg.threshold:.0%} side by side with the parent in two runs (sign "
+                   f"test alpha {cfg.alpha:g} each): {first.text()}; then {second.text()}")
+        return Finding(
+            "paired", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
+            params, "µs", self.repo.parent(run.commit_hash), run.commit_hash, before, after,
+            crossed, extra={"plot_series": plot_series,
+                            "significance": f"paired rounds, sign test p={first.p:.3g} and "
+                                            f"p={second.p:.3g} in two runs",
+                            "ratios": f"{first.ratio} {second.ratio}"})
 
     def _ensure_bisect_priority(self, commit: str, run: Run) -> None:
         info = self.state.commit_info(commit)
@@ -606,7 +680,7 @@ class Service:
                 res = self.asv.result_for(h, f.profile)
             except ResultsError:
                 continue
-            m = res.by_id().get(f.bench) if res else None
+            m = res.by_id().get(f.extra.get("plot_series", f.bench)) if res else None
             if m is not None and m.ok and m.value is not None:
                 points.append((h, m.value, m.ci[0], m.ci[1]))
         if len(points) < 1:
@@ -614,7 +688,8 @@ class Service:
         name = hashlib.sha1(f.key.encode()).hexdigest()[:16] + ".png"
         limit = float(f.extra["limit"]) if "limit" in f.extra else None
         try:
-            path = history_png(self.plots_dir / name, f"{f.bench} [{f.machine}]", f.unit,
+            path = history_png(self.plots_dir / name,
+                               f"{f.extra.get('plot_series', f.bench)} [{f.machine}]", f.unit,
                                points, {f.bad}, limit)
         except Exception as exc:  # a plot is a nicety; never lose the alert over it
             self._say(f"plot failed: {exc}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import statistics
 import subprocess
@@ -56,6 +57,27 @@ GOAL_RATIO = 0.7
 GOAL_METRICS_COST = 0.05
 #: --commits: one point like LoadPerformance at 10 clients (closed loop, one in flight)
 COMMIT_POINTS: tuple[tuple[int, int], ...] = ((10, 1),)
+#: ``inflight`` of a churn point: each of ``connections`` loops connects, initializes,
+#: makes one call and closes, again and again ("churn10" on the command line), so the
+#: server CPU per message is its CPU per connection served.
+CHURN = 0
+
+
+def point_name(conns: int, inflight: int) -> str:
+    """``10x1`` for a closed (or open) loop point, ``churn10`` for a churn point."""
+    return f"churn{conns}" if inflight == CHURN else f"{conns}x{inflight}"
+
+
+def parse_points(text: str) -> tuple[tuple[int, int], ...]:
+    """``CONNxINFLIGHT`` and ``churnCONN`` items, comma-separated."""
+    out = []
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        m = re.fullmatch(r"(\d+)x(\d+)|churn(\d+)", item)
+        if not m or int(m.group(1) or m.group(3)) < 1 or m.group(2) == "0":
+            raise ValueError(f"bad point {item!r} (want CONNxINFLIGHT or churnCONN)")
+        out.append((int(m.group(3)), CHURN) if m.group(3) else
+                   (int(m.group(1)), int(m.group(2))))
+    return tuple(out)
 
 
 @dataclass
@@ -73,11 +95,15 @@ def measure(side: Side, conns: int, inflight: int, duration_s: float,
 
     Closed loop by default (msg/s is the figure); with ``rate`` an open loop at that
     offered rate, where both sides handle the same messages and the server CPU per
-    message is the figure (steadier than a saturated msg/s on a shared machine).
+    message is the figure (steadier than a saturated msg/s on a shared machine). A churn
+    point (``inflight`` :data:`CHURN`) answers one message per connection, so its figures
+    are per connection: handshake, initialize, call and close.
     """
-    spec = PhaseSpec(name=f"{side.label}_{conns}x{inflight}", url=side.server.url,
-                     loop="open" if rate > 0 else "closed", connections=conns,
-                     inflight=inflight, rate=rate, call=side.call,
+    churn = inflight == CHURN
+    spec = PhaseSpec(name=f"{side.label}_{point_name(conns, inflight)}", url=side.server.url,
+                     loop="churn" if churn else "open" if rate > 0 else "closed",
+                     connections=conns, inflight=max(1, inflight),
+                     rate=0.0 if churn else rate, call=side.call,
                      duration_s=duration_s, warmup_s=warmup_s)
     # Not started: marks only, read from the process CPU clock (ns) when it is readable.
     sampler = ResourceSampler(side.server.pid)
@@ -157,7 +183,7 @@ def commit_verdict(rows: list[dict[str, Any]], threshold: float,
         p = sign_test_p(higher, len(ratios))
         ratio = statistics.median(ratios) if ratios else None
         points.append({
-            "point": f"{row['connections']}x{row['inflight']}",
+            "point": point_name(row["connections"], row["inflight"]),
             "paired_cpu_ratio_b_over_a": round(ratio, 4) if ratio else None,
             "round_ratios": ratios,
             "b_higher_rounds": higher, "rounds": len(ratios), "sign_test_p": round(p, 4),
@@ -221,7 +247,7 @@ def _median(values: Any) -> float | None:
 
 def _row_text(row: dict[str, Any], la: str, lb: str) -> str:
     a, b = row[la], row[lb]
-    return (f"{row['connections']:>4} conn x{row['inflight']:<3} {la}={a['msg_s_median']:>10,.0f}"
+    return (f"{point_name(row['connections'], row['inflight']):>9} {la}={a['msg_s_median']:>10,.0f}"
             f" {lb}={b['msg_s_median']:>10,.0f} msg/s  ratio b/a={row['ratio_b_over_a']}"
             f" (paired {row['paired_ratio_b_over_a_median']})"
             f"  cpu µs/msg {a['server_cpu_us_per_msg_median']} / "
@@ -299,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--points", default=None,
-                    help="CONNxINFLIGHT list (default "
-                         f"{','.join(f'{c}x{k}' for c, k in POINTS)}; --commits: 10x1)")
+                    help="comma-separated CONNxINFLIGHT (closed or open loop) or churnCONN "
+                         "(connect, initialize, one call, close, repeated) points; default "
+                         f"{','.join(point_name(c, k) for c, k in POINTS)}; --commits: "
+                         f"{','.join(point_name(c, k) for c, k in COMMIT_POINTS)}")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="open loop at this offered msg/s instead of a closed loop "
                          "(compare server CPU per message at equal load)")
@@ -312,10 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds is None:
         args.rounds = 10 if args.commits else 3
     if args.points is None:
-        args.points = ",".join(f"{c}x{k}" for c, k in (COMMIT_POINTS if args.commits
-                                                          else POINTS))
-    points = tuple((int(c), int(k)) for c, k in
-                   (p.split("x") for p in args.points.split(",") if p))
+        args.points = ",".join(point_name(c, k) for c, k in (COMMIT_POINTS if args.commits
+                                                                else POINTS))
+    try:
+        points = parse_points(args.points)
+    except ValueError as exc:
+        ap.error(str(exc))
     environment.raise_nofile()
     core = None if args.no_pin else 0
     with commit_checkouts(args.repo, args.commits or []) as checkouts:
@@ -361,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict["passed"] = bool(judged) and min(judged) >= GOAL_RATIO
     mode = "commits" if args.commits else (
         "metrics_overhead" if args.metrics_overhead else "versus")
-    doc = {"schema": SCHEMA, "mode": mode,
+    doc = {"schema": SCHEMA, "mode": mode, "tool": args.tool,
            "labels": [a.label, b.label], "rounds": args.rounds, "duration_s": args.duration,
            "generator_cores": gen, "loop": "open" if args.rate > 0 else "closed",
            "rate": args.rate or None, "rows": rows, "verdict": verdict,

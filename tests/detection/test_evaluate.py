@@ -2,8 +2,9 @@
 regression, smoke profile, through the service's real detection path and real asv.
 
 The planted slowdown is large (+100 % server CPU per message at 10 clients) and the
-threshold generous (25 %) so that the test is about the mechanism — the right commit
-named, neutral commits quiet — and not about how noisy the CI machine is today.
+thresholds generous (25 %; side by side: 6 of 6 rounds) so that the test is about the
+mechanism — the right commit named, neutral commits quiet — and not about how noisy the
+CI machine is today.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def test_planted_regression_is_named_and_neutral_commits_stay_quiet(
         baselines_dir=tmp_path / "no-baselines",
         asv=dataclasses.replace(cfg.asv, config=ROOT / "asv.conf.json", machine="ci"),
         judge=dataclasses.replace(cfg.judge, default_threshold=0.25, use_asv_steps=True),
+        # the side-by-side check, short: 6 rounds of 1 s, CPU per message only
+        paired=dataclasses.replace(cfg.paired, points="10x1", rounds=6, duration_s=1.0,
+                                   alpha=0.05),
     )
     result = evaluate(cfg, project_root=ROOT, neutral=2, targets=[_cpu(1.0)],
                       profile="smoke", bench=STEADY, workdir=tmp_path / "evaluation")
@@ -49,6 +53,9 @@ def test_planted_regression_is_named_and_neutral_commits_stay_quiet(
     assert not result.failures, result.failures
     planted = result.planted
     assert len(planted) == 1 and planted[0].caught, result.table()
+    # named by the side-by-side check too (both of its runs), not only by asv's history
+    assert any(a["kind"] == "paired" and "server_cpu_per_message" in a["bench"]
+               for a in planted[0].alerts), result.table()
     # the plant sits between the neutral commits: both sides of it are judged
     assert planted[0].plant is not None
     assert [o.plant.name for o in result.outcomes if o.plant is not None] == [

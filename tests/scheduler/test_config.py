@@ -18,6 +18,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cfg.slack.backend == "console"
     assert cfg.state_dir == tmp_path / ".scheduler"
     assert cfg.site.base_url() == "http://127.0.0.1:8090/"
+    assert cfg.paired.enabled and cfg.paired.points == "10x1,churn10"
 
 
 def test_example_config_is_valid() -> None:
@@ -36,6 +37,8 @@ def test_example_config_is_valid() -> None:
     ("[slack]\nbackend = 'pigeon'", "expected console, webhook or bot"),
     ("[judge.thresholds]\n'(' = 0.1", "bad regex"),
     ("[asv]\nmachine = 'a b'", "[asv] machine"),
+    ("[paired]\npoints = '10 clients'", "[paired] points: expected CONNxINFLIGHT or churnCONN"),
+    ("[paired]\nrounds = 1", "[paired] rounds"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.toml"

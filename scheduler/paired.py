@@ -1,0 +1,193 @@
+"""Side-by-side check of a commit against its parent: both servers in one run.
+
+Why next to asv: asv measures one commit per run, and on a shared machine two runs
+minutes apart differ by up to 30 % in server CPU per message for the *same* code
+(docs/SCHEDULER.md, "Calibration and the detection self-test"), so a +10 % change cannot
+be told from the host's mood by comparing asv results. ``python -m benchmarks.load.versus
+--commits A B`` runs the parent A and the commit B at the same time, alternates short
+rounds between them and judges the round-paired ratios b/a with a sign test: the host's
+slow and fast minutes hit both sides of each pair alike. Measured here: a +7 % CPU plant
+named in 9 of 10 rounds twice (p = 0.011), a README change clean twice.
+
+The check runs twice before it alerts, each time with fresh worktrees and fresh server
+processes, and a point is a regression only when both runs say so: one run's verdict can
+be carried by something that lasts the whole run (one server process placed badly, a
+neighbour busy on one side's core for a minute), a second independent run is not. The
+chance of a false alert on an unchanged point is then about ``alpha`` squared per point.
+
+The instrument (``benchmarks/``) is this working tree's, as for asv; each side's server
+is imported from a ``git worktree`` of its commit and runs on this interpreter (its
+dependencies are the ones installed here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .asvrun import _kill_group
+from .config import PairedConfig
+
+
+class PairedError(Exception):
+    """The side-by-side check could not run (no toolserver at a commit, crashed, timed
+    out); the commit is judged by asv alone."""
+
+
+#: Per point: the asv series the same cost is tracked in (the alert links its graph).
+SERIES_OF_POINT: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "10x1": ("load_performance.LoadPerformance.track_server_cpu_per_message",
+             (("clients", "10"),)),
+    "churn10": ("concurrent_connections.ConcurrentConnections.track_churn_server_cpu_per_cycle",
+                ()),
+}
+
+
+@dataclass(frozen=True)
+class PointVerdict:
+    """One point of one side-by-side run."""
+
+    point: str  # "10x1" (closed loop) or "churn10" (connect, initialize, call, close)
+    ratio: float | None  # median of the round-paired server-CPU ratios b/a
+    higher: int  # rounds in which b cost more
+    rounds: int
+    p: float  # one-sided sign test
+    regression: bool
+    cpu_a: float | None  # median server CPU µs per message (per connection for churn)
+    cpu_b: float | None
+    tool: str = "echo"
+
+    @property
+    def series(self) -> str:
+        """The id of the side-by-side series, e.g. ``paired.server_cpu_per_message(10x1)``."""
+        what = "connection" if self.point.startswith("churn") else "message"
+        return f"paired.server_cpu_per_{what}(tool='{self.tool}', point='{self.point}')"
+
+    def text(self) -> str:
+        ratio = f"{self.ratio:.3f}" if self.ratio is not None else "n/a"
+        return (f"{self.point}: b/a {ratio}, b higher in {self.higher}/{self.rounds} paired "
+                f"rounds, sign test p={self.p:.3g}")
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """One side-by-side run of parent ``a`` and commit ``b``."""
+
+    a: str
+    b: str
+    points: tuple[PointVerdict, ...]
+    seconds: float
+
+    def regressed(self) -> list[PointVerdict]:
+        return [p for p in self.points if p.regression]
+
+
+def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0) -> PairedResult:
+    """Read ``versus --commits --json`` output; ``PairedError`` if it is not one."""
+    try:
+        if doc.get("mode") != "commits":
+            raise ValueError(f"mode {doc.get('mode')!r}, expected 'commits'")
+        la, lb = doc["labels"]
+        rows = {_point(r): r for r in doc["rows"]}
+        points = []
+        for v in doc["verdict"]["points"]:
+            row = rows[v["point"]]
+            points.append(PointVerdict(
+                v["point"], v["paired_cpu_ratio_b_over_a"], int(v["b_higher_rounds"]),
+                int(v["rounds"]), float(v["sign_test_p"]), bool(v["regression"]),
+                row[la]["server_cpu_us_per_msg_median"], row[lb]["server_cpu_us_per_msg_median"],
+                tool=str(doc.get("tool", "echo"))))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PairedError(f"unreadable versus result: {exc!r}") from None
+    return PairedResult(a, b, tuple(points), seconds)
+
+
+def _point(row: dict[str, Any]) -> str:
+    conns, inflight = row["connections"], row["inflight"]
+    return f"churn{conns}" if inflight == 0 else f"{conns}x{inflight}"
+
+
+class PairedRunner:
+    """Runs ``versus --commits`` as a child process group that :meth:`abandon` can stop."""
+
+    def __init__(self, cfg: PairedConfig, *, repo: Path) -> None:
+        self.cfg = cfg
+        self.repo = repo
+        self._proc: subprocess.Popen[str] | None = None
+        self._stopping = False
+        self._lock = threading.Lock()
+
+    def applies(self, commit: str) -> bool:
+        """Only a commit with the toolserver's sources can be compared side by side."""
+        proc = subprocess.run(["git", "-C", str(self.repo), "cat-file", "-e",
+                               f"{commit}:src/toolserver/__init__.py"],
+                              capture_output=True, check=False)
+        return proc.returncode == 0
+
+    def run(self, a: str, b: str, *, project_dir: Path,
+            progress: Callable[[str], None] | None = None) -> PairedResult:
+        """One side-by-side run of ``a`` (parent) and ``b`` with the instrument in
+        ``project_dir`` (where ``benchmarks`` is importable from); raises ``PairedError``."""
+        with tempfile.TemporaryDirectory(prefix="scheduler-paired-") as tmp:
+            out = Path(tmp) / "versus.json"
+            cmd = [sys.executable, "-m", "benchmarks.load.versus", "--commits", a, b,
+                   "--repo", str(self.repo), "--points", self.cfg.points,
+                   "--rounds", str(self.cfg.rounds), "--duration", f"{self.cfg.duration_s:g}",
+                   "--threshold", f"{self.cfg.threshold:g}", "--alpha", f"{self.cfg.alpha:g}",
+                   "--tool", self.cfg.tool, "--json", str(out)]
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            t0 = time.monotonic()
+            with self._lock:
+                if self._stopping:
+                    raise PairedError("abandoned (shutdown)")
+                try:
+                    proc = subprocess.Popen(cmd, cwd=project_dir, env=env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            start_new_session=True, errors="replace")
+                except OSError as exc:
+                    raise PairedError(f"cannot start versus: {exc}") from None
+                self._proc = proc
+            timer = threading.Timer(self.cfg.timeout_s, _kill_group, args=(proc,))
+            timer.daemon = True
+            timer.start()
+            lines: list[str] = []
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    lines.append(line)
+                    if progress and line.strip():
+                        progress(line.rstrip())
+                rc = proc.wait()
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._proc = None
+            seconds = time.monotonic() - t0
+            if self._stopping:
+                raise PairedError("abandoned (shutdown)")
+            if rc not in (0, 1) or not out.is_file():
+                why = "timed out" if seconds >= self.cfg.timeout_s else f"exit {rc}"
+                tail = "".join(lines[-5:]).strip()
+                raise PairedError(f"versus {a[:8]} {b[:8]} failed ({why}): {tail}")
+            try:
+                doc = json.loads(out.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise PairedError(f"unreadable versus result: {exc}") from None
+        return parse_versus(doc, a, b, seconds)
+
+    def abandon(self) -> None:
+        """Stop a run in progress (shutdown) and refuse new ones."""
+        with self._lock:
+            self._stopping = True
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
