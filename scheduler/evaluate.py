@@ -106,6 +106,8 @@ class Outcome:
     commit: str
     plant: P.Plant | None  # None: the base
     alerts: list[dict[str, str]] = field(default_factory=list)
+    #: the side-by-side check's runs against the parent (point verdicts per run)
+    paired: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def caught(self) -> bool:
@@ -126,6 +128,7 @@ class Evaluation:
     seconds: float
     warnings: list[str]
     failures: list[str]
+    paired_rule: str = ""  # what the side-by-side check calls a regression ("" if off)
 
     @property
     def planted(self) -> list[Outcome]:
@@ -167,6 +170,19 @@ class Evaluation:
             lines.append(f"  {_short_series(series):<60} {note:<22} ({source}; "
                          f"base {base:.4g})" if base is not None else
                          f"  {_short_series(series):<60} {note:<22} ({source})")
+        if self.paired_rule:
+            lines.append(f"  {'side by side with the parent (paired.*)':<60} "
+                         f"{self.paired_rule}")
+            lines += ["", "side by side with the parent, b/a per point (b higher in n of "
+                      "the rounds; a second run only when the first flags):"]
+            for o in self.outcomes:
+                if o.paired:
+                    runs = " | ".join("; ".join(
+                        f"{p['point']} {_ratio(p['ratio'])} ({p['higher']}/{p['rounds']})"
+                        + ("*" if p["regression"] else "") for p in run) for run in o.paired)
+                    name = o.plant.name if o.plant else "base"
+                    lines.append(f"  {o.index:>2} {o.commit[:8]} {name:<16} {runs}")
+            lines.append("  (* = regressed in that run; alerted only when both runs say so)")
         caught = sum(o.caught for o in self.planted)
         neutral = sum(1 for o in self.outcomes if o.plant is not None and o.plant.neutral)
         lines.append("")
@@ -191,8 +207,9 @@ class Evaluation:
                 "description": o.plant.description if o.plant else "",
                 "neutral": o.plant.neutral if o.plant else True,
                 "expected": list(o.plant.expect) if o.plant else [],
-                "caught": o.caught, "alerts": o.alerts,
+                "caught": o.caught, "alerts": o.alerts, "paired": o.paired,
             } for o in self.outcomes],
+            "paired_rule": self.paired_rule,
         }
 
 
@@ -311,6 +328,9 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
             by_commit = _alerts(svc)
             for o in outcomes:
                 o.alerts = by_commit.get(o.commit, [])
+                raw = svc.state.get_meta(f"paired:{o.commit}")
+                runs = json.loads(raw) if raw else []
+                o.paired = runs if isinstance(runs, list) else []  # else: skipped
             for run in svc.state.runs(status="failed"):
                 failures.append(f"{run.short} failed to measure")
             baselines = load_baselines(ecfg.baselines_dir)
@@ -326,10 +346,22 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
         return Evaluation(profile=profile, machine=ecfg.asv.machine, bench=bench,
                           outcomes=outcomes, thresholds=thresholds, base_values=base_values,
                           seconds=time.monotonic() - started, warnings=warnings,
-                          failures=failures)
+                          failures=failures, paired_rule=_paired_rule(ecfg))
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
+def _paired_rule(cfg: Config) -> str:
+    p = cfg.paired
+    if not p.enabled:
+        return ""
+    return (f">= {p.threshold:.0%} median b/a with sign test p < {p.alpha:g}, in two runs "
+            f"of {p.rounds} rounds ([paired])")
 
 
 def _interleave(neutral: list[P.Plant], planted: list[P.Plant]) -> list[P.Plant]:

@@ -56,6 +56,9 @@ def test_planted_regression_is_named_and_neutral_commits_stay_quiet(
     # named by the side-by-side check too (both of its runs), not only by asv's history
     assert any(a["kind"] == "paired" and "server_cpu_per_message" in a["bench"]
                for a in planted[0].alerts), result.table()
+    assert len(planted[0].paired) == 2 and all(  # flagged, then confirmed by a second run
+        run[0]["regression"] for run in planted[0].paired), planted[0].paired
+    assert "side by side with the parent, b/a per point" in result.table()
     # the plant sits between the neutral commits: both sides of it are judged
     assert planted[0].plant is not None
     assert [o.plant.name for o in result.outcomes if o.plant is not None] == [
