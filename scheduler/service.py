@@ -470,7 +470,7 @@ class Service:
         history = [c.hash for c in reversed(
             self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]
         for first, second in both:
-            self._alert(self._paired_finding(run, first, second), run.branch, history)
+            self._alert(self._paired_finding(run, a, first, second), run.branch, history)
         self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
 
     def _say_paired(self, result: PairedResult) -> None:
@@ -478,7 +478,8 @@ class Service:
                   + "; ".join(p.text() + ("  REGRESSION" if p.regression else "")
                               for p in result.points))
 
-    def _paired_finding(self, run: Run, first: PointVerdict, second: PointVerdict) -> Finding:
+    def _paired_finding(self, run: Run, parent: str, first: PointVerdict,
+                        second: PointVerdict) -> Finding:
         benchmark, params = SERIES_OF_POINT.get(first.point, (first.series, ()))
         plot_series = benchmark + (
             "(" + ", ".join(f"{k}={v}" for k, v in params) + ")" if params else "")
@@ -490,7 +491,7 @@ class Service:
                    f"test alpha {cfg.alpha:g} each): {first.text()}; then {second.text()}")
         return Finding(
             "paired", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
-            params, "µs", self.repo.parent(run.commit_hash), run.commit_hash, before, after,
+            params, "µs", parent, run.commit_hash, before, after,
             crossed, extra={"plot_series": plot_series,
                             "significance": f"paired rounds, sign test p={first.p:.3g} and "
                                             f"p={second.p:.3g} in two runs",
