@@ -122,6 +122,9 @@ class PairedConfig:
     alpha: float = 0.06  # ... and sign test below alpha, in each of two runs
     tool: str = "echo"
     timeout_s: float = 900.0
+    # asv series of the path the loop points drive: a history finding on one of them is
+    # not alerted when the same commit ran clean side by side (see docs/SCHEDULER.md)
+    covers: str = r"^load_performance\."
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ _SECTIONS: dict[str, set[str]] = {
     "judge": {"default_threshold", "thresholds", "alpha", "min_samples", "use_asv_steps",
               "plot_history", "confirm"},
     "paired": {"enabled", "points", "rounds", "duration_s", "threshold", "alpha", "tool",
-               "timeout_s"},
+               "timeout_s", "covers"},
     "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
               "max_attempts", "upload_plots"},
     "state": {"dir"},
@@ -389,7 +392,13 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         alpha=q.get_num("alpha", 0.06, minimum=0),
         tool=q.get_str("tool", "echo"),
         timeout_s=q.get_num("timeout_s", 900.0, minimum=1),
+        covers=q.get_str("covers", r"^load_performance\."),
     )
+    try:
+        re.compile(paired.covers)
+    except re.error as exc:
+        raise ConfigError(f"{source}: [paired] covers: bad regex {paired.covers!r}: "
+                          f"{exc}") from None
     if not re.fullmatch(r"(\d+x\d+|churn\d+)(,(\d+x\d+|churn\d+))*", paired.points):
         raise ConfigError(f"{source}: [paired] points: expected CONNxINFLIGHT or churnCONN "
                           f"items separated by commas, got {paired.points!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchmarks.load.versus import sign_test_p
 
 from .asvrun import _kill_group
 from .config import PairedConfig
@@ -65,6 +68,17 @@ class PointVerdict:
     cpu_a: float | None  # median server CPU µs per message (per connection for churn)
     cpu_b: float | None
     tool: str = "echo"
+    # wall time per message (1 / msg/s) of b over a, paired the same way: a change that
+    # waits instead of computing (a sleep, a lock) shows here and not in CPU
+    tpm_ratio: float | None = None
+    tpm_higher: int = 0
+    tpm_p: float = 1.0
+    tpm_regression: bool = False
+
+    @property
+    def clean(self) -> bool:
+        """Neither CPU nor time per message regressed at this point."""
+        return not (self.regression or self.tpm_regression)
 
     @property
     def series(self) -> str:
@@ -73,9 +87,17 @@ class PointVerdict:
         return f"paired.server_cpu_per_{what}(tool='{self.tool}', point='{self.point}')"
 
     def text(self) -> str:
-        ratio = f"{self.ratio:.3f}" if self.ratio is not None else "n/a"
-        return (f"{self.point}: b/a {ratio}, b higher in {self.higher}/{self.rounds} paired "
-                f"rounds, sign test p={self.p:.3g}")
+        tpm = ""
+        if self.tpm_ratio is not None:
+            tpm = (f"; time per message b/a {self.tpm_ratio:.3f} ({self.tpm_higher}/"
+                   f"{self.rounds}, p={self.tpm_p:.3g})"
+                   + (" REGRESSION" if self.tpm_regression else ""))
+        return (f"{self.point}: CPU b/a {_num(self.ratio)}, b higher in {self.higher}/"
+                f"{self.rounds} paired rounds, sign test p={self.p:.3g}{tpm}")
+
+
+def _num(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "n/a"
 
 
 @dataclass(frozen=True)
@@ -91,8 +113,10 @@ class PairedResult:
         return [p for p in self.points if p.regression]
 
 
-def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0) -> PairedResult:
-    """Read ``versus --commits --json`` output; ``PairedError`` if it is not one."""
+def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
+                 threshold: float = 0.05, alpha: float = 0.06) -> PairedResult:
+    """Read ``versus --commits --json`` output; ``PairedError`` if it is not one. The time
+    per message is judged here, from the rounds' msg/s, with ``threshold`` and ``alpha``."""
     try:
         if doc.get("mode") != "commits":
             raise ValueError(f"mode {doc.get('mode')!r}, expected 'commits'")
@@ -101,11 +125,21 @@ def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0) -> P
         points = []
         for v in doc["verdict"]["points"]:
             row = rows[v["point"]]
+            # paired by round like the CPU ratios: a's msg/s over b's is b's time per
+            # message over a's
+            tpm = [x / y for x, y in zip(row[la]["msg_s_rounds"], row[lb]["msg_s_rounds"],
+                                         strict=True) if x and y]
+            t_ratio = statistics.median(tpm) if tpm else None
+            t_higher = sum(r > 1 for r in tpm)
+            t_p = sign_test_p(t_higher, len(tpm))
             points.append(PointVerdict(
                 v["point"], v["paired_cpu_ratio_b_over_a"], int(v["b_higher_rounds"]),
                 int(v["rounds"]), float(v["sign_test_p"]), bool(v["regression"]),
                 row[la]["server_cpu_us_per_msg_median"], row[lb]["server_cpu_us_per_msg_median"],
-                tool=str(doc.get("tool", "echo"))))
+                tool=str(doc.get("tool", "echo")),
+                tpm_ratio=round(t_ratio, 4) if t_ratio else None, tpm_higher=t_higher,
+                tpm_p=round(t_p, 4),
+                tpm_regression=t_ratio is not None and t_ratio > 1 + threshold and t_p < alpha))
     except (KeyError, TypeError, ValueError) as exc:
         raise PairedError(f"unreadable versus result: {exc!r}") from None
     return PairedResult(a, b, tuple(points), seconds)
@@ -182,7 +216,8 @@ class PairedRunner:
                 doc = json.loads(out.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise PairedError(f"unreadable versus result: {exc}") from None
-        return parse_versus(doc, a, b, seconds)
+        return parse_versus(doc, a, b, seconds, threshold=self.cfg.threshold,
+                            alpha=self.cfg.alpha)
 
     def abandon(self) -> None:
         """Stop a run in progress (shutdown) and refuse new ones."""
