@@ -201,6 +201,9 @@ class PairedRunner:
                     if progress and line.strip():
                         progress(line.rstrip())
                 rc = proc.wait()
+            except BaseException:  # SIGTERM/Ctrl-C in this process: take the child along
+                _kill_group(proc)
+                raise
             finally:
                 timer.cancel()
                 with self._lock:

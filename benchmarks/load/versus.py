@@ -30,6 +30,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -347,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     environment.raise_nofile()
+    # SIGTERM (the scheduler stopping) unwinds like Ctrl-C: servers stopped, worktrees removed
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     core = None if args.no_pin else 0
     with commit_checkouts(args.repo, args.commits or []) as checkouts:
         rows, a, b, gen = _run(args, points, core, checkouts)

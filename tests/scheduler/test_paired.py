@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from sched_helpers import REPO_ROOT
 
 from scheduler.config import PairedConfig, load_config
+from scheduler.evaluate import _commit as eval_commit
+from scheduler.evaluate import _git as eval_git
 from scheduler.judge import Finding
 from scheduler.paired import PairedError, PairedRunner, parse_versus
+from scheduler.plant import copy_project
 from scheduler.service import Service
 
 
@@ -107,3 +113,51 @@ def test_a_clean_side_by_side_run_speaks_against_asv_on_the_path_it_covers(
             (lp, cpu), (lp, slow), (lp, never), (e2e, clean)]
     finally:
         svc.close()
+
+
+def test_abandon_stops_the_run_and_leaves_no_servers_or_worktrees(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    copy_project(REPO_ROOT, repo)
+    eval_git(repo, "init", "-q", "-b", "main")
+    a = eval_commit(repo, "base")
+    (repo / "README.md").write_text("changed\n")
+    b = eval_commit(repo, "docs")
+    runner = PairedRunner(PairedConfig(rounds=50, duration_s=1.0), repo=repo)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(a, b, project_dir=REPO_ROOT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and eval_git(repo, "worktree", "list").count("\n") < 2:
+        time.sleep(0.2)  # both worktrees are there: versus is running
+    worktrees = [line.split()[0] for line in
+                 eval_git(repo, "worktree", "list").splitlines()[1:]]
+    time.sleep(3)
+    serving = _processes_using(worktrees)
+    runner.abandon()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], PairedError), errors
+    assert "abandoned" in str(errors[0])
+    assert eval_git(repo, "worktree", "list").count("\n") == 0  # only the main one
+    assert len(serving) == 2, serving  # the two servers (PYTHONPATH = their worktree)
+    assert not _processes_using(worktrees)  # and are gone, servers included
+
+
+def _processes_using(paths: list[str]) -> list[int]:
+    """Processes whose command line or PYTHONPATH names one of ``paths``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            text = " ".join(proc.cmdline()) + " " + proc.environ().get("PYTHONPATH", "")
+        except (psutil.Error, OSError):
+            continue
+        if any(p in text for p in paths):
+            found.append(proc.pid)
+    return found
