@@ -93,7 +93,8 @@ class PointVerdict:
                    f"{self.rounds}, p={self.tpm_p:.3g})"
                    + (" REGRESSION" if self.tpm_regression else ""))
         return (f"{self.point}: CPU b/a {_num(self.ratio)}, b higher in {self.higher}/"
-                f"{self.rounds} paired rounds, sign test p={self.p:.3g}{tpm}")
+                f"{self.rounds} paired rounds, sign test p={self.p:.3g}"
+                f"{' REGRESSION' if self.regression else ''}{tpm}")
 
 
 def _num(value: float | None) -> str:

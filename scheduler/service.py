@@ -518,8 +518,7 @@ class Service:
 
     def _say_paired(self, result: PairedResult) -> None:
         self._say(f"side by side {result.a[:8]} vs {result.b[:8]} ({result.seconds:.0f}s): "
-                  + "; ".join(p.text() + ("  REGRESSION" if p.regression else "")
-                              for p in result.points))
+                  + "; ".join(p.text() for p in result.points))
 
     def _paired_finding(self, run: Run, parent: str, first: PointVerdict,
                         second: PointVerdict) -> Finding:
