@@ -479,7 +479,7 @@ class Service:
 
     def _not_seen_side_by_side(self, findings: list[Finding]) -> list[Finding]:
         """History findings on the series the side-by-side check covers (``[paired]
-        covers``) at a commit whose side-by-side run against its parent was clean at
+        covers``) at a commit whose side-by-side verdict against its parent was clean at
         every loop point — CPU and time per message both — are not alerted.
 
         Why: asv compares two runs minutes apart, the side-by-side run compared the same
@@ -504,13 +504,15 @@ class Service:
         return out
 
     def _paired_clean(self, commit: str) -> str:
-        """The clean loop points of ``commit``'s first side-by-side run, as text; "" when
-        it did not run, or flagged any loop point."""
+        """The loop points of ``commit``'s side-by-side verdict, as text, when they are
+        clean; "" when it did not run or its last run flagged a loop point. The last run
+        is the verdict: a second run happens only when the first flagged, and a clean
+        second run means the first one's flag was not confirmed."""
         raw = self.state.get_meta(f"paired:{commit}")
         runs = json.loads(raw) if raw else None
         if not isinstance(runs, list) or not runs:
             return ""
-        loops = [p for p in runs[0] if not str(p.get("point", "")).startswith("churn")]
+        loops = [p for p in runs[-1] if not str(p.get("point", "")).startswith("churn")]
         if not loops or any(p.get("regression") or p.get("tpm_regression") for p in loops):
             return ""
         return "; ".join(f"{p['point']}: CPU b/a {p.get('ratio')}, time per message b/a "

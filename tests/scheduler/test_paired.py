@@ -99,16 +99,20 @@ def test_a_clean_side_by_side_run_speaks_against_asv_on_the_path_it_covers(
     try:
         lp = "load_performance.LoadPerformance.track_latency_p50(clients=100)"
         e2e = "end_to_end_latency.EndToEndLatency.track_latency_p95(tool='chat')"
-        clean, cpu, slow, never = "c" * 40, "d" * 40, "e" * 40, "f" * 40
+        clean, cpu, slow, never, cleared = ("c" * 40, "d" * 40, "e" * 40, "f" * 40,
+                                            "0" * 40)
         svc.state.set_meta(f"paired:{clean}", json.dumps(
             [[_point("10x1"), _point("churn10", cpu=True)]]))  # churn is another path
         svc.state.set_meta(f"paired:{cpu}", json.dumps([[_point("10x1", cpu=True)]]))
         svc.state.set_meta(f"paired:{slow}", json.dumps([[_point("10x1", tpm=True)]]))
         svc.state.set_meta(f"paired:{never}", json.dumps({"skipped": "no toolserver"}))
-        findings = [_finding(lp, h) for h in (clean, cpu, slow, never)] + [
+        # flagged by the first run, not by the second: the verdict is clean
+        svc.state.set_meta(f"paired:{cleared}", json.dumps(
+            [[_point("10x1", cpu=True)], [_point("10x1")]]))
+        findings = [_finding(lp, h) for h in (clean, cpu, slow, never, cleared)] + [
             _finding(e2e, clean)]
         kept = svc._not_seen_side_by_side(findings)
-        # only the covered series at the commit that ran clean is dropped
+        # only the covered series at the commits whose verdict is clean are dropped
         assert [(f.bench, f.bad) for f in kept] == [
             (lp, cpu), (lp, slow), (lp, never), (e2e, clean)]
     finally:
