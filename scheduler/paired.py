@@ -40,6 +40,10 @@ from benchmarks.load.versus import sign_test_p
 from .asvrun import _kill_group
 from .config import PairedConfig
 
+#: After SIGTERM, versus stops both servers (each drains for up to 15 s) and removes its
+#: worktrees; it gets this long before SIGKILL.
+STOP_GRACE_S = 40.0
+
 
 class PairedError(Exception):
     """The side-by-side check could not run (no toolserver at a commit, crashed, timed
@@ -178,7 +182,8 @@ class PairedRunner:
                    "--repo", str(self.repo), "--points", self.cfg.points,
                    "--rounds", str(self.cfg.rounds), "--duration", f"{self.cfg.duration_s:g}",
                    "--threshold", f"{self.cfg.threshold:g}", "--alpha", f"{self.cfg.alpha:g}",
-                   "--tool", self.cfg.tool, "--json", str(out)]
+                   "--tool", self.cfg.tool, "--json", str(out),
+                   "--worktree-dir", str(Path(tmp) / "worktrees")]
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             t0 = time.monotonic()
             with self._lock:
@@ -191,7 +196,7 @@ class PairedRunner:
                 except OSError as exc:
                     raise PairedError(f"cannot start versus: {exc}") from None
                 self._proc = proc
-            timer = threading.Timer(self.cfg.timeout_s, _kill_group, args=(proc,))
+            timer = threading.Timer(self.cfg.timeout_s, _kill_group, args=(proc, STOP_GRACE_S))
             timer.daemon = True
             timer.start()
             lines: list[str] = []
@@ -203,12 +208,13 @@ class PairedRunner:
                         progress(line.rstrip())
                 rc = proc.wait()
             except BaseException:  # SIGTERM/Ctrl-C in this process: take the child along
-                _kill_group(proc)
+                _kill_group(proc, STOP_GRACE_S)
                 raise
             finally:
                 timer.cancel()
                 with self._lock:
                     self._proc = None
+                self._remove_worktrees(Path(tmp) / "worktrees")
             seconds = time.monotonic() - t0
             if self._stopping:
                 raise PairedError("abandoned (shutdown)")
@@ -229,4 +235,17 @@ class PairedRunner:
             self._stopping = True
             proc = self._proc
         if proc is not None and proc.poll() is None:
-            _kill_group(proc)
+            _kill_group(proc, STOP_GRACE_S)
+
+    def _remove_worktrees(self, under: Path) -> None:
+        """Worktrees a killed versus left under ``under`` (it removes its own when it can
+        unwind; a SIGKILL after the grace period does not let it)."""
+        listing = subprocess.run(["git", "-C", str(self.repo), "worktree", "list",
+                                  "--porcelain"], capture_output=True, text=True, check=False)
+        for line in listing.stdout.splitlines():
+            path = line.removeprefix("worktree ")
+            if line.startswith("worktree ") and Path(path).is_relative_to(under):
+                subprocess.run(["git", "-C", str(self.repo), "worktree", "remove", "--force",
+                                path], capture_output=True, check=False)
+        subprocess.run(["git", "-C", str(self.repo), "worktree", "prune"],
+                       capture_output=True, check=False)

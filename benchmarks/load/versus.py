@@ -143,9 +143,13 @@ def sign_test_p(higher: int, n: int) -> float:
 
 
 @contextmanager
-def commit_checkouts(repo: Path, commits: list[str]) -> Iterator[list[tuple[str, Path]]]:
-    """``git worktree`` checkouts of ``commits`` (short hash, ``src`` dir), removed after."""
-    tmp = Path(tempfile.mkdtemp(prefix="versus-commits-"))
+def commit_checkouts(repo: Path, commits: list[str], *,
+                     parent: Path | None = None) -> Iterator[list[tuple[str, Path]]]:
+    """``git worktree`` checkouts of ``commits`` (short hash, ``src`` dir), removed after;
+    under ``parent`` when given (a caller that may have to clean up after a kill)."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="versus-commits-", dir=parent))
     made: list[Path] = []
     try:
         out = []
@@ -314,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                          "from a git worktree; default point 10x1, 10 rounds, echo")
     ap.add_argument("--repo", type=Path, default=REPO_ROOT,
                     help="repository of --commits (default: this checkout)")
+    ap.add_argument("--worktree-dir", type=Path, default=None, metavar="DIR",
+                    help="--commits: put the worktrees under DIR (default: a new temporary "
+                         "directory)")
     ap.add_argument("--tool", default="echo", help="tool called (default %(default)s)")
     ap.add_argument("--threshold", type=float, default=0.05,
                     help="--commits: regression when b's paired CPU per message exceeds "
@@ -351,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the scheduler stopping) unwinds like Ctrl-C: servers stopped, worktrees removed
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     core = None if args.no_pin else 0
-    with commit_checkouts(args.repo, args.commits or []) as checkouts:
+    with commit_checkouts(args.repo, args.commits or [], parent=args.worktree_dir) as checkouts:
         rows, a, b, gen = _run(args, points, core, checkouts)
     verdict: dict[str, Any] = {}
     if args.commits:
