@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load.versus import sign_test_p
+from benchmarks.load.versus import point_name, sign_test_p
 
 from .asvrun import _kill_group
 from .config import PairedConfig
@@ -126,7 +126,7 @@ def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
         if doc.get("mode") != "commits":
             raise ValueError(f"mode {doc.get('mode')!r}, expected 'commits'")
         la, lb = doc["labels"]
-        rows = {_point(r): r for r in doc["rows"]}
+        rows = {point_name(r["connections"], r["inflight"]): r for r in doc["rows"]}
         points = []
         for v in doc["verdict"]["points"]:
             row = rows[v["point"]]
@@ -148,11 +148,6 @@ def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
     except (KeyError, TypeError, ValueError) as exc:
         raise PairedError(f"unreadable versus result: {exc!r}") from None
     return PairedResult(a, b, tuple(points), seconds)
-
-
-def _point(row: dict[str, Any]) -> str:
-    conns, inflight = row["connections"], row["inflight"]
-    return f"churn{conns}" if inflight == 0 else f"{conns}x{inflight}"
 
 
 class PairedRunner:

@@ -52,7 +52,7 @@ from .notify import make_notifier
 from .outbox import Outbox
 from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
 from .plot import history_png
-from .results import ResultFile, ResultsError, format_value
+from .results import ResultFile, ResultsError, bench_id, format_value
 from .site import graph_link
 from .state import Run, State
 
@@ -489,19 +489,15 @@ class Service:
         a change that shows only at other client counts than the loop points (add a
         point, e.g. ``100x1``, to cover it)."""
         covers = re.compile(self.cfg.paired.covers)
-        out: list[Finding] = []
-        dropped: dict[str, list[Finding]] = {}
-        for f in findings:
-            if f.kind == "history" and covers.search(f.bench):
-                clean = self._paired_clean(f.bad)
-                if clean:
-                    dropped.setdefault(f.bad, []).append(f)
-                    continue
-            out.append(f)
-        for bad, group in dropped.items():
+        clean = {f.bad: self._paired_clean(f.bad) for f in findings}
+        dropped = [f for f in findings
+                   if f.kind == "history" and covers.search(f.bench) and clean[f.bad]]
+        for bad in dict.fromkeys(f.bad for f in dropped):
+            group = [f for f in dropped if f.bad == bad]
             self._say(f"{_names(group)} at {bad[:8]}: not seen side by side with the parent "
-                      f"({self._paired_clean(bad)}); not alerted")
-        return out
+                      f"({clean[bad]}); not alerted")
+        ids = {id(f) for f in dropped}
+        return [f for f in findings if id(f) not in ids]
 
     def _paired_clean(self, commit: str) -> str:
         """The loop points of ``commit``'s side-by-side verdict, as text, when they are
@@ -525,8 +521,7 @@ class Service:
     def _paired_finding(self, run: Run, parent: str, first: PointVerdict,
                         second: PointVerdict) -> Finding:
         benchmark, params = SERIES_OF_POINT.get(first.point, (first.series, ()))
-        plot_series = benchmark + (
-            "(" + ", ".join(f"{k}={v}" for k, v in params) + ")" if params else "")
+        plot_series = bench_id(benchmark, params)
         cpu = [(p.cpu_a, p.cpu_b) for p in (first, second) if p.cpu_a and p.cpu_b]
         before = sum(x for x, _ in cpu) / len(cpu) if cpu else None
         after = sum(y for _, y in cpu) / len(cpu) if cpu else 0.0
