@@ -2,9 +2,10 @@
 
 Why TOML files in the repository: limits and baselines are decisions, so they are
 reviewed in pull requests like code. ``limits.toml`` is written by people;
-``blessed.toml`` by ``python -m scheduler bless <commit>``; ``noise.toml`` is the extension
-point for noise-derived per-benchmark thresholds and the "unstable" verdict (written by a
-future ``calibrate`` command, read here already). The format is documented in
+``blessed.toml`` by ``python -m scheduler bless <commit>``; ``noise.toml`` holds the
+noise-derived per-benchmark thresholds and the "unstable" verdict (written by
+``python -m scheduler calibrate``). ``limits.toml`` also holds the smallest absolute change
+worth an alert per series (``[[min_change]]``). The format is documented in
 baselines/README.md. Writing uses a small dedicated writer (the shapes are fixed and flat,
 no third-party dependency); reading uses tomllib.
 """
@@ -32,6 +33,26 @@ class Limit:
 
     pattern: str
     max: float
+    machine: str = ""
+    profile: str = ""
+    note: str = ""
+
+    def matches(self, bench: str, machine: str, profile: str) -> bool:
+        return (re.search(self.pattern, bench) is not None
+                and self.machine in ("", machine) and self.profile in ("", profile))
+
+
+@dataclass(frozen=True)
+class MinChange:
+    """The smallest absolute change worth an alert, in the benchmark's unit.
+
+    A relative threshold alone fails on series whose noise is absolute rather than
+    proportional: a 1.5 ms p95 moves by 0.4 ms (+25 %) with the host's scheduling jitter,
+    and RSS growth of 0.2 KiB per cycle is a fraction of one 4 KiB page. A regression must
+    cross both the relative threshold and this floor."""
+
+    pattern: str
+    value: float
     machine: str = ""
     profile: str = ""
     note: str = ""
@@ -77,11 +98,18 @@ class Baselines:
     limits: tuple[Limit, ...]
     baselines: tuple[Baseline, ...]
     noise: tuple[Noise, ...]
+    min_changes: tuple[MinChange, ...] = ()
 
     def limit_for(self, bench: str, machine: str, profile: str) -> Limit | None:
         """The most specific matching limit (machine/profile-specific before generic)."""
         found = [lim for lim in self.limits if lim.matches(bench, machine, profile)]
         found.sort(key=lambda lim: (lim.machine == "", lim.profile == ""))
+        return found[0] if found else None
+
+    def min_change_for(self, bench: str, machine: str, profile: str) -> MinChange | None:
+        """The most specific matching smallest change (machine/profile-specific first)."""
+        found = [m for m in self.min_changes if m.matches(bench, machine, profile)]
+        found.sort(key=lambda m: (m.machine == "", m.profile == ""))
         return found[0] if found else None
 
     def baseline_for(self, bench: str, machine: str, profile: str) -> Baseline | None:
@@ -108,11 +136,13 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise BaselinesError(f"{path}: cannot read: {exc}") from None
 
 
-def _entries(path: Path, data: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    unknown = set(data) - {table}
+def _entries(path: Path, data: dict[str, Any], table: str,
+             siblings: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    unknown = set(data) - {table, *siblings}
     if unknown:
+        expected = " and ".join(f"[[{t}]]" for t in (table, *siblings))
         raise BaselinesError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
-                             f"expected only [[{table}]] entries")
+                             f"expected only {expected} entries")
     entries = data.get(table, [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise BaselinesError(f"{path}: {table} must be an array of tables ([[{table}]])")
@@ -120,16 +150,16 @@ def _entries(path: Path, data: dict[str, Any], table: str) -> list[dict[str, Any
 
 
 def _get(path: Path, i: int, entry: dict[str, Any], key: str, kind: type | tuple[type, ...],
-         default: Any = None) -> Any:
+         default: Any = None, *, table: str = "entry") -> Any:
     if key not in entry:
         if default is None:
-            raise BaselinesError(f"{path}: entry #{i + 1}: missing {key!r}")
+            raise BaselinesError(f"{path}: {table} #{i + 1}: missing {key!r}")
         return default
     value = entry[key]
     if isinstance(value, bool) and kind is not bool:
-        raise BaselinesError(f"{path}: entry #{i + 1}: {key!r} has the wrong type")
+        raise BaselinesError(f"{path}: {table} #{i + 1}: {key!r} has the wrong type")
     if not isinstance(value, kind):
-        raise BaselinesError(f"{path}: entry #{i + 1}: {key!r} has the wrong type "
+        raise BaselinesError(f"{path}: {table} #{i + 1}: {key!r} has the wrong type "
                              f"({type(value).__name__})")
     return value
 
@@ -138,20 +168,24 @@ def load_baselines(directory: Path) -> Baselines:
     """Read limits.toml, blessed.toml and noise.toml (each optional)."""
     limits: list[Limit] = []
     path = directory / "limits.toml"
-    for i, e in enumerate(_entries(path, _load_toml(path), "limit")):
-        pattern = _get(path, i, e, "benchmark", str)
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise BaselinesError(f"{path}: entry #{i + 1}: bad regex {pattern!r}: {exc}") \
-                from None
-        unknown = set(e) - {"benchmark", "max", "machine", "profile", "note"}
-        if unknown:
-            raise BaselinesError(f"{path}: entry #{i + 1}: unknown key(s) {sorted(unknown)}")
+    data = _load_toml(path)
+    for i, e in enumerate(_entries(path, data, "limit", ("min_change",))):
+        pattern = _pattern_entry(path, i, e, "max")
         limits.append(Limit(pattern=pattern, max=float(_get(path, i, e, "max", (int, float))),
                             machine=_get(path, i, e, "machine", str, ""),
                             profile=_get(path, i, e, "profile", str, ""),
                             note=_get(path, i, e, "note", str, "")))
+    min_changes: list[MinChange] = []
+    for i, e in enumerate(_entries(path, data, "min_change", ("limit",))):
+        pattern = _pattern_entry(path, i, e, "value", table="min_change")
+        value = float(_get(path, i, e, "value", (int, float), table="min_change"))
+        if value < 0:
+            raise BaselinesError(f"{path}: min_change #{i + 1}: 'value' must be >= 0")
+        min_changes.append(MinChange(
+            pattern=pattern, value=value,
+            machine=_get(path, i, e, "machine", str, "", table="min_change"),
+            profile=_get(path, i, e, "profile", str, "", table="min_change"),
+            note=_get(path, i, e, "note", str, "", table="min_change")))
     baselines: list[Baseline] = []
     path = directory / "blessed.toml"
     for i, e in enumerate(_entries(path, _load_toml(path), "baseline")):
@@ -172,7 +206,23 @@ def load_baselines(directory: Path) -> Baselines:
             machine=_get(path, i, e, "machine", str, ""),
             profile=_get(path, i, e, "profile", str, ""),
             unstable=_get(path, i, e, "unstable", bool, False)))
-    return Baselines(directory, tuple(limits), tuple(baselines), tuple(noise))
+    return Baselines(directory, tuple(limits), tuple(baselines), tuple(noise),
+                     tuple(min_changes))
+
+
+def _pattern_entry(path: Path, i: int, e: dict[str, Any], number: str,
+                   table: str = "entry") -> str:
+    """The ``benchmark`` regex of a limits.toml entry, after checking its keys."""
+    pattern = _get(path, i, e, "benchmark", str, table=table)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise BaselinesError(f"{path}: {table} #{i + 1}: bad regex {pattern!r}: {exc}") \
+            from None
+    unknown = set(e) - {"benchmark", number, "machine", "profile", "note"}
+    if unknown:
+        raise BaselinesError(f"{path}: {table} #{i + 1}: unknown key(s) {sorted(unknown)}")
+    return pattern
 
 
 # ---- writing ----------------------------------------------------------------------------

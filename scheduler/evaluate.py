@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from . import plant as P
-from .baselines import load_baselines
+from .baselines import dump_tables, load_baselines
 from .config import Config, RepositoryConfig, SlackConfig
-from .judge import threshold_for
+from .judge import Threshold, threshold_for
 from .quiet import check as check_quiet
 from .service import Service
 
@@ -123,12 +123,13 @@ class Evaluation:
     machine: str
     bench: str
     outcomes: list[Outcome]
-    thresholds: dict[str, tuple[float, str, bool]]  # series -> (threshold, source, unstable)
+    thresholds: dict[str, Threshold]  # series -> its threshold
     base_values: dict[str, float]
     seconds: float
     warnings: list[str]
     failures: list[str]
     paired_rule: str = ""  # what the side-by-side check calls a regression ("" if off)
+    units: dict[str, str] = field(default_factory=dict)  # series -> unit
 
     @property
     def planted(self) -> list[Outcome]:
@@ -164,12 +165,13 @@ class Evaluation:
         lines.append("")
         lines.append("smallest effect caught reliably (the series' threshold; a change must "
                      "also be significant):")
-        for series, (thr, source, unstable) in sorted(self.thresholds.items()):
+        for series, thr in sorted(self.thresholds.items()):
             base = self.base_values.get(series)
-            note = "UNSTABLE: not judged" if unstable else f">= {thr:.0%}"
-            lines.append(f"  {_short_series(series):<60} {note:<22} ({source}; "
+            unit = self.units.get(series, "")
+            note = "UNSTABLE: not judged" if thr.unstable else f">= {thr.text(unit)}"
+            lines.append(f"  {_short_series(series):<60} {note:<22} ({thr.source}; "
                          f"base {base:.4g})" if base is not None else
-                         f"  {_short_series(series):<60} {note:<22} ({source})")
+                         f"  {_short_series(series):<60} {note:<22} ({thr.source})")
         if self.paired_rule:
             lines.append(f"  {'side by side with the parent (paired.*)':<60} "
                          f"{self.paired_rule}")
@@ -199,7 +201,8 @@ class Evaluation:
             "seconds": round(self.seconds, 1), "passed": self.passed,
             "warnings": self.warnings, "failures": self.failures,
             "base_values": self.base_values,
-            "thresholds": {k: {"threshold": v[0], "source": v[1], "unstable": v[2]}
+            "thresholds": {k: {"threshold": v.value, "source": v.source,
+                               "unstable": v.unstable, "min_change": v.min_change}
                            for k, v in self.thresholds.items()},
             "commits": [{
                 "index": o.index, "commit": o.commit,
@@ -237,12 +240,20 @@ def _commit(repo: Path, message: str) -> str:
 
 def evaluation_config(cfg: Config, workdir: Path, repo: Path, *, bench: str) -> Config:
     """The service's configuration pointed at the throwaway history, console alerts only,
-    judged with this project's measured noise (and no limits or blessed baselines)."""
+    judged with this project's measured noise and smallest changes (``[[min_change]]``),
+    but no limits or blessed baselines: those judge the product, not the detection."""
     baselines = workdir / "baselines"
     baselines.mkdir(parents=True, exist_ok=True)
     noise = cfg.baselines_dir / "noise.toml"
     if noise.is_file():
         shutil.copy2(noise, baselines / "noise.toml")
+    floors = load_baselines(cfg.baselines_dir).min_changes
+    if floors:
+        (baselines / "limits.toml").write_text(dump_tables(
+            "The [[min_change]] entries of the project's limits.toml.", "min_change",
+            [{"benchmark": f.pattern, "value": f.value, "machine": f.machine or None,
+              "profile": f.profile or None, "note": f.note or None} for f in floors]),
+            encoding="utf-8")
     state = workdir / "state"
     return dataclasses.replace(
         cfg,
@@ -309,6 +320,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
                       if m.ok and m.value is not None}
             plants: list[P.Plant] = []
             base_values: dict[str, float] = {}
+            units = {m.id: m.unit for m in result.measurements}
             for t in targets:
                 if t.series not in values:
                     failures.append(f"{t.kind}: series {t.series} not measured; not planted")
@@ -337,7 +349,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
             thresholds = {}
             for t in targets:
                 thr = threshold_for(ecfg.judge, baselines, t.series, ecfg.asv.machine, profile)
-                thresholds[t.series] = (thr.value, thr.source, thr.unstable)
+                thresholds[t.series] = thr
         except BaseException:  # SIGTERM/Ctrl-C: stop asv's process group too
             svc.abandon()
             raise
@@ -346,7 +358,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
         return Evaluation(profile=profile, machine=ecfg.asv.machine, bench=bench,
                           outcomes=outcomes, thresholds=thresholds, base_values=base_values,
                           seconds=time.monotonic() - started, warnings=warnings,
-                          failures=failures, paired_rule=_paired_rule(ecfg))
+                          failures=failures, paired_rule=_paired_rule(ecfg), units=units)
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)

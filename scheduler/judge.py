@@ -32,21 +32,37 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Threshold:
-    value: float
+    value: float  # relative
     source: str
     unstable: bool = False
+    min_change: float = 0.0  # absolute, in the series' unit ([[min_change]] in limits.toml)
+
+    def worse(self, before: float, after: float) -> bool:
+        """Is ``after`` beyond this threshold over ``before``, relatively and absolutely?"""
+        return after > before * (1 + self.value) and after - before > self.min_change
+
+    def better(self, before: float, after: float) -> bool:
+        return after < before / (1 + self.value) and before - after > self.min_change
+
+    def text(self, unit: str = "") -> str:
+        """``16%`` or ``16% and 1 ms``, for the alert's "what was crossed"."""
+        floor = f" and {self.min_change:g} {unit}".rstrip() if self.min_change else ""
+        return f"{self.value:.0%}{floor}"
 
 
 def threshold_for(cfg: JudgeConfig, baselines: Baselines | None, bench: str, machine: str,
                   profile: str) -> Threshold:
-    """The relative threshold of one series and where it comes from."""
+    """The threshold of one series (relative, plus the absolute smallest change) and where
+    it comes from."""
+    floor = baselines.min_change_for(bench, machine, profile) if baselines else None
+    min_change = floor.value if floor else 0.0
     if baselines is not None:
         noise = baselines.noise_for(bench, machine, profile)
         if noise is not None:
             return Threshold(noise.threshold, "noise-derived (baselines/noise.toml)",
-                             noise.unstable)
+                             noise.unstable, min_change)
     value, source = cfg.threshold_for(bench)
-    return Threshold(value, source)
+    return Threshold(value, source, min_change=min_change)
 
 
 @dataclass(frozen=True)
@@ -98,9 +114,9 @@ def compare(a: Measurement, b: Measurement, threshold: Threshold, cfg: JudgeConf
     significant = pvalue is None or pvalue < cfg.alpha
     if threshold.unstable:
         verdict = Verdict.UNSTABLE
-    elif ratio > 1 + threshold.value and significant:
+    elif threshold.worse(before, after) and significant:
         verdict = Verdict.REGRESSION
-    elif ratio < 1 / (1 + threshold.value) and significant:
+    elif threshold.better(before, after) and significant:
         verdict = Verdict.IMPROVEMENT
     else:
         verdict = Verdict.OK
@@ -157,22 +173,22 @@ def check_baseline(m: Measurement, baselines: Baselines, cfg: JudgeConfig, machi
     if base is None or not m.ok or m.value is None:
         return None
     thr = threshold_for(cfg, baselines, m.id, machine_name, profile)
-    if thr.unstable or base.value <= 0 or m.value <= base.value * (1 + thr.value):
+    if thr.unstable or base.value <= 0 or not thr.worse(base.value, m.value):
         return None
     ratio = m.value / base.value
     comp = Comparison(m.id, m.unit, base.value, m.value, ratio, None, False,
                       Verdict.REGRESSION, thr)
     return Finding("baseline", asv_machine, profile, m.id, m.benchmark, m.params, m.unit,
                    base.commit, commit, base.value, m.value,
-                   f"blessed baseline from {base.commit[:8]} + {thr.value:.0%} ({thr.source})",
+                   f"blessed baseline from {base.commit[:8]} + {thr.text(m.unit)} ({thr.source})",
                    comparison=comp, extra={"baseline_commit": base.commit})
 
 
 def recovered(alert_kind: str, before: float | None, value: float, detail: dict[str, str],
-              threshold: float) -> bool:
+              threshold: Threshold) -> bool:
     """Has an open regression recovered at this value?"""
     if before is None or not math.isfinite(value):
         return False
     if alert_kind == "limit":
         return value <= before
-    return value <= before * (1 + threshold)
+    return not threshold.worse(before, value)

@@ -426,12 +426,12 @@ class Service:
                     self._ensure_bisect_priority(mid, run)
                 continue
             if not between:
-                crossed = f"{thr.value:.0%} over the previous commit ({thr.source})"
+                crossed = f"{thr.text(ma.unit)} over the previous commit ({thr.source})"
             elif run.profile != self.cfg.profiles.premerge:
-                crossed = (f"{thr.value:.0%} over the previous {run.profile} run, "
+                crossed = (f"{thr.text(ma.unit)} over the previous {run.profile} run, "
                            f"{len(between) + 1} commits earlier ({thr.source})")
             else:
-                crossed = (f"{thr.value:.0%} over the previous measured commit "
+                crossed = (f"{thr.text(ma.unit)} over the previous measured commit "
                            f"({thr.source}); {len(between)} commit(s) in between could not "
                            "be measured")
             out.append(Finding("history", machine, run.profile, ma.id, ma.benchmark,
@@ -575,14 +575,14 @@ class Service:
                     continue
             thr = threshold_for(self.cfg.judge, baselines, s.id, self.cfg.asv.machine,
                                 run.profile)
-            if thr.unstable or s.before <= 0 or s.after <= s.before * (1 + thr.value):
+            if thr.unstable or s.before <= 0 or not thr.worse(s.before, s.after):
                 continue
             seen.add(s.id)
             extra.append(Finding(
                 "history", machine, run.profile, s.id, m.benchmark, m.params, m.unit,
                 good, s.bad, s.before, s.after,
                 f"asv step detection: a step of {s.after / s.before - 1:+.0%} in the recent "
-                f"history, over the {thr.value:.0%} threshold ({thr.source})",
+                f"history, over the {thr.text(m.unit)} threshold ({thr.source})",
                 asv_step=True))
         return extra
 
@@ -758,7 +758,7 @@ class Service:
                 if base is None or base.commit != alert["detail"].get("baseline_commit"):
                     self.state.close_alert(alert["key"])  # superseded by a new blessing
                     continue
-            if not recovered(alert["kind"], reference, m.value, alert["detail"], thr.value):
+            if not recovered(alert["kind"], reference, m.value, alert["detail"], thr):
                 continue
             if self.state.close_alert(alert["key"]):
                 detail: dict[str, Any] = alert["detail"]

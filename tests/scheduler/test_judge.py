@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from scheduler.baselines import Baselines, Limit, Noise
+from scheduler.baselines import Baselines, Limit, MinChange, Noise
 from scheduler.config import JudgeConfig
-from scheduler.judge import Verdict, check_limit, compare, threshold_for
+from scheduler.judge import Verdict, check_limit, compare, recovered, threshold_for
 from scheduler.results import Measurement
 
 
@@ -49,3 +49,20 @@ def test_limit_per_machine() -> None:
     assert f is not None and f.kind == "limit" and "p95 < 100 ms" in f.crossed
     assert check_limit(m, bl, "slowbox", "slowbox-quick", "quick", "abc") is None
     assert check_limit(meas(0.05), bl, "fastbox", "fastbox-quick", "quick", "abc") is None
+
+
+def test_min_change_is_an_absolute_floor_on_top_of_the_relative_threshold() -> None:
+    """1.5 -> 1.9 ms is +27 % but under a 1 ms floor: not a regression; 1.5 -> 3 ms is."""
+    bl = Baselines(Path("."), (), (), (Noise("b.Suite.track_x(clients=10)", 0.16),),
+                   (MinChange(r"track_x\(", 1.0), MinChange(r"track_x\(", 5.0, machine="slow")))
+    thr = threshold_for(CFG, bl, "b.Suite.track_x(clients=10)", "m", "p")
+    assert (thr.value, thr.min_change) == (0.16, 1.0)
+    assert threshold_for(CFG, bl, "b.Suite.track_x(clients=10)", "slow", "p").min_change == 5.0
+    assert threshold_for(CFG, bl, "b.Suite.track_y", "m", "p").min_change == 0.0
+    assert compare(meas(1.5), meas(1.9, seed=2), thr, CFG).verdict is Verdict.OK
+    assert compare(meas(1.5), meas(3.0, seed=2), thr, CFG).verdict is Verdict.REGRESSION
+    assert compare(meas(1.9), meas(1.5, seed=2), thr, CFG).verdict is Verdict.OK
+    assert compare(meas(3.0), meas(1.5, seed=2), thr, CFG).verdict is Verdict.IMPROVEMENT
+    # recovered once it is no longer worse by both measures
+    assert recovered("history", 1.5, 2.2, {}, thr) and not recovered("history", 1.5, 2.6, {}, thr)
+    assert thr.text("ms") == "16% and 1 ms"

@@ -88,6 +88,10 @@ def test_bless_writes_reviewable_toml_and_replaces(tmp_path: Path) -> None:
     ("limits.toml", "[[limit]]\nbenchmark = '('\nmax = 1\n", "bad regex"),
     ("limits.toml", "[[limit]]\nbenchmark = 'x'\nmax = 'fast'\n", "wrong type"),
     ("limits.toml", "[[limit]]\nbenchmark = 'x'\nmax = 1\nmaximum = 2\n", "unknown key"),
+    ("limits.toml", "[[min_change]]\nbenchmark = 'x'\n", "min_change #1: missing 'value'"),
+    ("limits.toml", "[[min_change]]\nbenchmark = 'x'\nvalue = -1\n", "must be >= 0"),
+    ("limits.toml", "[[min_change]]\nbenchmark = 'x'\nmax = 1\n", "unknown key"),
+    ("limits.toml", "[[minchange]]\nbenchmark = 'x'\n", "[[limit]] and [[min_change]]"),
     ("blessed.toml", "[[baseline]\n", "invalid TOML"),
     ("noise.toml", "noise = 3\n", "array of tables"),
 ])
@@ -101,4 +105,11 @@ def test_bad_baselines_are_clear_errors(tmp_path: Path, name: str, text: str,
 
 def test_repository_baselines_are_valid() -> None:
     root = Path(__file__).resolve().parents[2]
-    load_baselines(root / "baselines")
+    bl = load_baselines(root / "baselines")
+    # the floors the self-test's false alerts called for (see limits.toml), and none on CPU
+    p95 = "end_to_end_latency.EndToEndLatency.track_latency_p95(tool='status', load='heavy')"
+    assert bl.min_change_for(p95, "vm", "quick") is not None
+    rss = "concurrent_connections.ConcurrentConnections.track_churn_rss_per_cycle"
+    assert bl.min_change_for(rss, "vm", "quick") is not None
+    cpu = "load_performance.LoadPerformance.track_server_cpu_per_message(clients=10)"
+    assert bl.min_change_for(cpu, "vm", "quick") is None
