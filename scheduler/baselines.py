@@ -18,7 +18,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .results import ResultFile
 
@@ -38,8 +38,7 @@ class Limit:
     note: str = ""
 
     def matches(self, bench: str, machine: str, profile: str) -> bool:
-        return (re.search(self.pattern, bench) is not None
-                and self.machine in ("", machine) and self.profile in ("", profile))
+        return re.search(self.pattern, bench) is not None and _in_scope(self, machine, profile)
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,7 @@ class MinChange:
     note: str = ""
 
     def matches(self, bench: str, machine: str, profile: str) -> bool:
-        return (re.search(self.pattern, bench) is not None
-                and self.machine in ("", machine) and self.profile in ("", profile))
+        return re.search(self.pattern, bench) is not None and _in_scope(self, machine, profile)
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,7 @@ class Noise:
     unstable: bool = False
 
     def matches(self, bench: str, machine: str, profile: str) -> bool:
-        return (self.benchmark == bench and self.machine in ("", machine)
-                and self.profile in ("", profile))
+        return self.benchmark == bench and _in_scope(self, machine, profile)
 
 
 @dataclass(frozen=True)
@@ -102,15 +99,11 @@ class Baselines:
 
     def limit_for(self, bench: str, machine: str, profile: str) -> Limit | None:
         """The most specific matching limit (machine/profile-specific before generic)."""
-        found = [lim for lim in self.limits if lim.matches(bench, machine, profile)]
-        found.sort(key=lambda lim: (lim.machine == "", lim.profile == ""))
-        return found[0] if found else None
+        return _most_specific(self.limits, bench, machine, profile)
 
     def min_change_for(self, bench: str, machine: str, profile: str) -> MinChange | None:
         """The most specific matching smallest change (machine/profile-specific first)."""
-        found = [m for m in self.min_changes if m.matches(bench, machine, profile)]
-        found.sort(key=lambda m: (m.machine == "", m.profile == ""))
-        return found[0] if found else None
+        return _most_specific(self.min_changes, bench, machine, profile)
 
     def baseline_for(self, bench: str, machine: str, profile: str) -> Baseline | None:
         for b in self.baselines:
@@ -119,9 +112,22 @@ class Baselines:
         return None
 
     def noise_for(self, bench: str, machine: str, profile: str) -> Noise | None:
-        found = [n for n in self.noise if n.matches(bench, machine, profile)]
-        found.sort(key=lambda n: (n.machine == "", n.profile == ""))
-        return found[0] if found else None
+        return _most_specific(self.noise, bench, machine, profile)
+
+
+_E = TypeVar("_E", Limit, MinChange, Noise)
+
+
+def _in_scope(entry: Limit | MinChange | Noise, machine: str, profile: str) -> bool:
+    """An entry without ``machine``/``profile`` applies to every machine/profile."""
+    return entry.machine in ("", machine) and entry.profile in ("", profile)
+
+
+def _most_specific(entries: tuple[_E, ...], bench: str, machine: str, profile: str) -> _E | None:
+    """The matching entry that names the machine and profile, before generic ones."""
+    found = [e for e in entries if e.matches(bench, machine, profile)]
+    found.sort(key=lambda e: (e.machine == "", e.profile == ""))
+    return found[0] if found else None
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
