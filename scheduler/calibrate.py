@@ -48,6 +48,9 @@ from .results import Measurement
 
 #: Below this a change is not worth an alert, however steady the figure.
 FLOOR = 0.03
+#: The floor of a deterministic series (instruction counts): the host cannot move it,
+#: so the smallest change worth an alert is set by the figure's own repeatability.
+DETERMINISTIC_FLOOR = 0.01
 #: The difference of two independent runs has sqrt(2) x sigma; alert beyond 2 of those
 #: (a regression is confirmed by a second, independent run before anyone is alerted).
 K_SIGMA = 2 * math.sqrt(2)
@@ -78,6 +81,9 @@ class SeriesNoise:
     unit: str
     values: tuple[float, ...]  # one per successful run
     runs: int  # runs attempted
+    #: the host cannot disturb it ([judge] deterministic): no run is set aside (a run
+    #: that deviates is the figure's own spread), and the floor is DETERMINISTIC_FLOOR
+    deterministic: bool = False
 
     @property
     def mean(self) -> float:
@@ -126,7 +132,7 @@ class SeriesNoise:
         disturbance of the whole run, which the threshold need not cover — the
         confirmation (two independent, interleaved measurements) is what guards against
         those; the threshold is for the everyday spread."""
-        if len(self.values) < TRIM_FROM:
+        if len(self.values) < TRIM_FROM or self.deterministic:
             return None
         med = statistics.median(self.values)
         return max(self.values, key=lambda v: abs(v - med))
@@ -143,13 +149,14 @@ class SeriesNoise:
 
     @property
     def threshold(self) -> float:
+        floor = DETERMINISTIC_FLOOR if self.deterministic else FLOOR
         if self.values and all(v == 0 for v in self.values):
-            return FLOOR
+            return floor
         kept = self.kept
         cv = kept.cv
         if math.isnan(cv):
             return math.inf
-        return max(FLOOR, K_SIGMA * cv, MARGIN * (kept.max_ratio - 1.0))
+        return max(floor, K_SIGMA * cv, MARGIN * (kept.max_ratio - 1.0))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,7 +166,7 @@ class SeriesNoise:
             "ratios": [_finite(r) for r in self.ratios],
             "set_aside": self.set_aside,
             "threshold": _finite(self.threshold), "unstable": self.unstable,
-            "reason": self.reason,
+            "reason": self.reason, "deterministic": self.deterministic,
         }
 
 
@@ -207,7 +214,8 @@ def from_report(path: Path) -> Calibration:
     stored per-run values (after a change of the rule, no re-measuring needed)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        series = [SeriesNoise(s["bench"], s.get("unit", ""), tuple(s["values"]), s["runs"])
+        series = [SeriesNoise(s["bench"], s.get("unit", ""), tuple(s["values"]), s["runs"],
+                              bool(s.get("deterministic", False)))
                   for s in data["series"]]
         return Calibration(commit=data["commit"], machine=data["machine"],
                            profile=data["profile"], runs=data["runs"], bench=data["bench"],
@@ -239,7 +247,9 @@ def scratch_config(cfg: Config, name: str, *, bench: str | None) -> Config:
     )
 
 
-def series_noise(results: list[list[Measurement]], runs: int) -> list[SeriesNoise]:
+def series_noise(results: list[list[Measurement]], runs: int,
+                 deterministic: Callable[[str], bool] = lambda bench: False,
+                 ) -> list[SeriesNoise]:
     """Group the measurements of several runs by series."""
     values: dict[str, list[float]] = {}
     units: dict[str, str] = {}
@@ -249,7 +259,8 @@ def series_noise(results: list[list[Measurement]], runs: int) -> list[SeriesNois
             values.setdefault(m.id, [])
             if m.ok and m.value is not None:
                 values[m.id].append(float(m.value))
-    return [SeriesNoise(b, units[b], tuple(v), runs) for b, v in sorted(values.items())]
+    return [SeriesNoise(b, units[b], tuple(v), runs, deterministic(b))
+            for b, v in sorted(values.items())]
 
 
 def calibrate(cfg: Config, *, commit: str = "HEAD", runs: int = 5, profile: str | None = None,
@@ -295,7 +306,8 @@ def calibrate(cfg: Config, *, commit: str = "HEAD", runs: int = 5, profile: str 
     late = check_quiet(0.5)
     warnings += [f"after the runs: {w}" for w in late.warnings]
     return Calibration(commit=sha, machine=cfg.asv.machine, profile=profile, runs=runs,
-                       bench=bench or "", series=series_noise(results, runs),
+                       bench=bench or "",
+                       series=series_noise(results, runs, cfg.judge.is_deterministic),
                        run_seconds=seconds, warnings=warnings)
 
 

@@ -11,13 +11,15 @@ unmeasured commits in between queues the midpoint (bisection) until the pair is 
 only then is the alert sent, naming the first bad commit. With ``[judge] confirm`` that
 alert waits for an interleaved re-measurement: the last good commit again, then the
 suspect again, and the suspect's fresh result is judged against the good commit's fresh
-one (see ``_queue_confirmation``).
+one (see ``_queue_confirmation``). Deterministic series (``[judge] deterministic``:
+instruction counts) are alerted without it; raw wall-clock and CPU-time series
+(``[judge] limits_only``) are judged against limits only, their host-corrected and
+instruction-count siblings against history.
 
-With ``[paired] enabled`` every commit measured with the premerge profile is also run side
-by side with its parent (``scheduler.paired``): a regression of server CPU per message or
-per connection that both of two such runs name is alerted at once. That is the check that
-resolves +10 % on a shared machine, where two asv runs of the same code minutes apart can
-differ by 30 %.
+With ``[paired] enabled`` (off by default) every commit measured with the premerge profile
+is also run side by side with its parent (``scheduler.paired``): a regression of server
+CPU per message or per connection that both of two such runs name is alerted. Its verdict
+is evidence about its own series only; it never keeps an asv finding from being alerted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import re
 import sys
 import threading
 import time
@@ -264,8 +265,6 @@ class Service:
             if (self.cfg.paired.enabled and not self.stop.is_set()
                     and run.profile == self.cfg.profiles.premerge
                     and run.kind != "confirm"):
-                # before judging: a clean side-by-side run speaks against asv findings
-                # on the series it covers (_not_seen_side_by_side)
                 self._paired_check(run)
             if run.kind == "confirm":
                 self._say_confirmation_base(run)
@@ -378,6 +377,8 @@ class Service:
                                 run.commit_hash)
                 if f:
                     findings.append(f)
+                if self.cfg.judge.is_limits_only(m.id):
+                    continue
                 f = check_baseline(m, baselines, self.cfg.judge, self.cfg.asv.machine,
                                    machine, profile, run.commit_hash)
                 if f:
@@ -385,7 +386,6 @@ class Service:
         if self.cfg.judge.use_asv_steps:
             findings += self._asv_steps(findings, result, machine, run, history, status,
                                         baselines)
-        findings = self._not_seen_side_by_side(findings)
         if run.kind == "confirm":
             findings = self._seen_twice(findings, run)
         for f in self._hold_for_confirmation(findings, run.branch, history):
@@ -410,6 +410,8 @@ class Service:
             m2 = mb.get(ma.id)
             if m2 is None or ma.version != m2.version:
                 continue  # a changed benchmark (asv version) is not a regression
+            if self.cfg.judge.is_limits_only(ma.id):
+                continue  # its history is the host's as much as the commit's
             thr = threshold_for(self.cfg.judge, baselines, ma.id, self.cfg.asv.machine,
                                 run.profile)
             comp = compare(ma, m2, thr, self.cfg.judge)
@@ -477,43 +479,6 @@ class Service:
             self._alert(self._paired_finding(run, a, first, second), run.branch, history)
         self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
 
-    def _not_seen_side_by_side(self, findings: list[Finding]) -> list[Finding]:
-        """History findings on the series the side-by-side check covers (``[paired]
-        covers``) at a commit whose side-by-side verdict against its parent was clean at
-        every loop point — CPU and time per message both — are not alerted.
-
-        Why: asv compares two runs minutes apart, the side-by-side run compared the same
-        two commits at the same time on the same path; on this VM whole asv runs of
-        identical code differ by +50–100 % in latency and CPU at 100 clients, twice in a
-        row at times, while the side-by-side run of the pair is clean. The blind spot is
-        a change that shows only at other client counts than the loop points (add a
-        point, e.g. ``100x1``, to cover it)."""
-        covers = re.compile(self.cfg.paired.covers)
-        clean = {f.bad: self._paired_clean(f.bad) for f in findings}
-        dropped = [f for f in findings
-                   if f.kind == "history" and covers.search(f.bench) and clean[f.bad]]
-        for bad in dict.fromkeys(f.bad for f in dropped):
-            group = [f for f in dropped if f.bad == bad]
-            self._say(f"{_names(group)} at {bad[:8]}: not seen side by side with the parent "
-                      f"({clean[bad]}); not alerted")
-        ids = {id(f) for f in dropped}
-        return [f for f in findings if id(f) not in ids]
-
-    def _paired_clean(self, commit: str) -> str:
-        """The loop points of ``commit``'s side-by-side verdict, as text, when they are
-        clean; "" when it did not run or its last run flagged a loop point. The last run
-        is the verdict: a second run happens only when the first flagged, and a clean
-        second run means the first one's flag was not confirmed."""
-        raw = self.state.get_meta(f"paired:{commit}")
-        runs = json.loads(raw) if raw else None
-        if not isinstance(runs, list) or not runs:
-            return ""
-        loops = [p for p in runs[-1] if not str(p.get("point", "")).startswith("churn")]
-        if not loops or any(p.get("regression") or p.get("tpm_regression") for p in loops):
-            return ""
-        return "; ".join(f"{p['point']}: CPU b/a {p.get('ratio')}, time per message b/a "
-                         f"{p.get('tpm_ratio')}" for p in loops)
-
     def _say_paired(self, result: PairedResult) -> None:
         self._say(f"side by side {result.a[:8]} vs {result.b[:8]} ({result.seconds:.0f}s): "
                   + "; ".join(p.text() for p in result.points))
@@ -561,7 +526,8 @@ class Service:
         extra: list[Finding] = []
         for s in mine:
             m = current.get(s.id)
-            if s.bad != run.commit_hash or s.id in seen or m is None:
+            if (s.bad != run.commit_hash or s.id in seen or m is None
+                    or self.cfg.judge.is_limits_only(s.id)):
                 continue
             good = s.good
             if not good:  # asv leaves it out when the step is a single commit
@@ -588,8 +554,11 @@ class Service:
 
     def _needs_confirmation(self, f: Finding) -> bool:
         """A history regression is alerted only once its first bad commit has been
-        measured a second time (``confirmed:`` meta, set when that run is done)."""
+        measured a second time (``confirmed:`` meta, set when that run is done) — unless
+        its series is deterministic: measuring an instruction count again gives the same
+        count, so a second measurement could only cost time."""
         return (f.kind == "history" and self.cfg.judge.confirm
+                and not self.cfg.judge.is_deterministic(f.bench)
                 and not self.state.get_meta(_confirmed_key(f.profile, f.bad)))
 
     def _hold_for_confirmation(self, findings: list[Finding], branch: str,

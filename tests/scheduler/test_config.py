@@ -18,7 +18,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cfg.slack.backend == "console"
     assert cfg.state_dir == tmp_path / ".scheduler"
     assert cfg.site.base_url() == "http://127.0.0.1:8090/"
-    assert cfg.paired.enabled and cfg.paired.points == "10x1,churn10"
+    assert not cfg.paired.enabled and cfg.paired.points == "10x1,churn10"
 
 
 def test_example_config_is_valid() -> None:

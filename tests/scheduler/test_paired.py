@@ -4,7 +4,6 @@ through the service in tests/detection/test_evaluate.py.)"""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -14,13 +13,11 @@ import psutil
 import pytest
 from sched_helpers import REPO_ROOT
 
-from scheduler.config import PairedConfig, load_config
+from scheduler.config import PairedConfig
 from scheduler.evaluate import _commit as eval_commit
 from scheduler.evaluate import _git as eval_git
-from scheduler.judge import Finding
 from scheduler.paired import PairedError, PairedRunner, parse_versus
 from scheduler.plant import copy_project
-from scheduler.service import Service
 
 
 def _repo(tmp_path: Path, *, toolserver: bool) -> tuple[Path, str]:
@@ -78,45 +75,6 @@ def test_time_per_message_is_paired_from_the_rounds_throughput() -> None:
     assert point.tpm_ratio == 1.25 and point.tpm_higher == 9 and point.tpm_p < 0.06
     assert point.tpm_regression and not point.regression and not point.clean
     assert "time per message b/a 1.250 (9/10" in point.text()
-
-
-def _finding(bench: str, bad: str) -> Finding:
-    return Finding("history", "box-smoke", "smoke", bench, bench.split("(")[0], (), "µs",
-                   "a" * 40, bad, 10.0, 20.0, "5% over the previous commit")
-
-
-def _point(point: str, *, cpu: bool = False, tpm: bool = False) -> dict:
-    return {"point": point, "ratio": 1.2 if cpu else 1.0, "regression": cpu,
-            "tpm_ratio": 1.2 if tpm else 1.0, "tpm_regression": tpm}
-
-
-def test_a_clean_side_by_side_run_speaks_against_asv_on_the_path_it_covers(
-        tmp_path: Path) -> None:
-    repo, _ = _repo(tmp_path, toolserver=True)
-    (tmp_path / "scheduler.toml").write_text(
-        f'[repository]\nurl = "{repo}"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    svc = Service(load_config(tmp_path / "scheduler.toml", env={}), verbose=False)
-    try:
-        lp = "load_performance.LoadPerformance.track_latency_p50(clients=100)"
-        e2e = "end_to_end_latency.EndToEndLatency.track_latency_p95(tool='chat')"
-        clean, cpu, slow, never, cleared = ("c" * 40, "d" * 40, "e" * 40, "f" * 40,
-                                            "0" * 40)
-        svc.state.set_meta(f"paired:{clean}", json.dumps(
-            [[_point("10x1"), _point("churn10", cpu=True)]]))  # churn is another path
-        svc.state.set_meta(f"paired:{cpu}", json.dumps([[_point("10x1", cpu=True)]]))
-        svc.state.set_meta(f"paired:{slow}", json.dumps([[_point("10x1", tpm=True)]]))
-        svc.state.set_meta(f"paired:{never}", json.dumps({"skipped": "no toolserver"}))
-        # flagged by the first run, not by the second: the verdict is clean
-        svc.state.set_meta(f"paired:{cleared}", json.dumps(
-            [[_point("10x1", cpu=True)], [_point("10x1")]]))
-        findings = [_finding(lp, h) for h in (clean, cpu, slow, never, cleared)] + [
-            _finding(e2e, clean)]
-        kept = svc._not_seen_side_by_side(findings)
-        # only the covered series at the commits whose verdict is clean are dropped
-        assert [(f.bench, f.bad) for f in kept] == [
-            (lp, cpu), (lp, slow), (lp, never), (e2e, clean)]
-    finally:
-        svc.close()
 
 
 def test_abandon_stops_the_run_and_leaves_no_servers_or_worktrees(tmp_path: Path) -> None:
