@@ -8,8 +8,9 @@ measurement of the base commit so that "+10 % CPU per message" means 10 % on thi
 machine. It then runs the daemon's real detection path — :class:`~scheduler.service.
 Service` measuring every commit with the premerge profile, judging each against its
 measured neighbours with the thresholds in ``baselines/noise.toml``, asv's step
-detection, the side-by-side check against the parent (``[paired]``), one alert per
-regression into the outbox — and reads back what would have been posted. Limits and
+detection, the re-measurement of wall-clock findings, the side-by-side check against the
+parent when ``[paired]`` is on, one alert per regression into the outbox — and reads back
+what would have been posted. Limits and
 blessed baselines are left out (they judge absolute values, not commits).
 """
 
@@ -37,7 +38,12 @@ from .service import Service
 
 #: The scenarios the planted regressions act on (overload and soak are left out: they
 #: take longest and no plant targets them).
-DEFAULT_BENCH = r"LoadPerformance|EndToEndLatency|ConcurrentConnections"
+DEFAULT_BENCH = r"LoadPerformance|EndToEndLatency|ConcurrentConnections|Instructions"
+
+_I = "instructions.Instructions."
+_E2E = "end_to_end_latency.EndToEndLatency."
+_LP = "load_performance.LoadPerformance."
+_CC = "concurrent_connections.ConcurrentConnections."
 
 
 @dataclass(frozen=True)
@@ -50,41 +56,64 @@ class Target:
     make: Callable[[float], P.Plant]  # base value of ``series`` -> the plant
 
 
-def _cpu(effect: float) -> Target:
-    series = "load_performance.LoadPerformance.track_server_cpu_per_message(clients=10)"
-    # Named on any server-CPU-per-message series: raw or relative to the load generator's
-    # (host slowdowns cancel), at any client count (the plant's absolute cost is the
-    # same; +10 % at 10 clients is +9 % at 100 and +6 % at 1000).
-    lp = "load_performance.LoadPerformance."
-    return Target("cpu", series, effect, lambda v: dataclasses.replace(
-        P.cpu_per_message(round(v * effect, 2)),
-        expect=(re.escape(series), re.escape(lp) + r"track_server_cpu_(per_message|relative)\(",
-                re.escape("paired.server_cpu_per_message("))))
+def _instr(effect: float) -> Target:
+    """Every tools/call executes ``effect`` more instructions than ``echo`` does: named on
+    the instruction count of any tool path (every path pays the same absolute amount)."""
+    series = _I + "track_instructions_per_message(path='echo')"
+    return Target("instructions", series, effect, lambda v: _expect(
+        P.message_instructions(v * effect), series,
+        *(f"{_I}track_instructions_per_message(path='{p}')"
+          for p in ("status", "chat", "analyze", "listmodels")),
+        _I + "track_instructions_per_message_with_open_connections("))
 
 
-def _chat(effect: float) -> Target:
-    series = "end_to_end_latency.EndToEndLatency.track_latency_p95(tool='chat', load='light')"
-    return Target("chat", series, effect, lambda v: _expect(
-        P.chat_latency(round(v * effect, 2)), series))
+def _chat_path(effect: float) -> Target:
+    """A regression on a provider-backed tool's own path (``chat`` only)."""
+    series = _I + "track_instructions_per_message(path='chat')"
+    return Target("chat-path", series, effect, lambda v: _expect(
+        P.chat_instructions(v * effect), series))
 
 
-def _leak(effect: float) -> Target:
-    series = "concurrent_connections.ConcurrentConnections.track_memory_per_connection"
-    return Target("leak", series, effect, lambda v: _expect(
-        P.connection_leak(max(4, round(v * effect))), series))
+def _scan(effect: float) -> Target:
+    """Cost growing with the number of open connections: ``effect`` at 1000 open, a tenth
+    of it at 100, next to nothing with one."""
+    series = _I + "track_instructions_per_message_with_open_connections(open_connections=1000)"
+    return Target("connections", series, effect, lambda v: _expect(
+        P.connection_scan(v * effect), series))
 
 
 def _connect(effect: float) -> Target:
-    series = "concurrent_connections.ConcurrentConnections.track_establish_100_connections"
-    # 100 handshakes are served one after another: per handshake, 1/100 of the wall time.
-    # Any figure of connection establishment may name it: the wall time (sizing), the
-    # server CPU per session of the rapid rounds, per churn cycle, or relative to the
-    # generator's CPU per cycle.
-    cc = "concurrent_connections.ConcurrentConnections."
+    """The connection's life (handshake, initialize, close) executes ``effect`` more."""
+    series = _I + "track_instructions_per_connection"
     return Target("connect", series, effect, lambda v: _expect(
-        P.slow_connect(round(v * 1000 / 100 * effect, 1)), series,
-        cc + "track_server_cpu_per_session", cc + "track_churn_server_cpu_per_cycle",
-        cc + "track_churn_server_cpu_relative", "paired.server_cpu_per_connection("))
+        P.slow_connect_instructions(v * effect), series))
+
+
+def _chat(effect: float) -> Target:
+    """``chat`` waits before calling its provider: wall time, no instructions."""
+    series = _E2E + "track_corrected_latency_p95(tool='chat', load='light')"
+    return Target("chat-wait", series, effect, lambda v: _expect(
+        P.chat_latency(round(v * effect, 2)), series,
+        *(f"{_E2E}track_corrected_latency_{q}(tool='chat', load='{load}')"
+          for q in ("p50", "p95", "p99") for load in ("light", "heavy"))))
+
+
+def _pause(effect: float) -> Target:
+    """A tail-latency regression with no CPU cost: every 5th call blocks the event loop.
+    A fifth of the calls wait, so the p95 becomes about the base p80 plus the pause; a
+    pause of (0.3 + effect) x the base p95 raises it by about ``effect``."""
+    series = _E2E + "track_corrected_latency_p95(tool='echo', load='heavy')"
+    return Target("pause", series, effect, lambda v: _expect(
+        P.loop_pause(5, round(v * (0.3 + effect), 3)), series,
+        *(f"{_E2E}track_corrected_latency_{q}(tool='{t}', load='heavy')"
+          for q in ("p95", "p99") for t in ("echo", "status")),
+        _LP + "track_corrected_latency_p95(", _LP + "track_corrected_latency_p99("))
+
+
+def _leak(effect: float) -> Target:
+    series = _CC + "track_memory_per_connection"
+    return Target("leak", series, effect, lambda v: _expect(
+        P.connection_leak(max(4, round(v * effect))), series))
 
 
 def _expect(p: P.Plant, series: str, *also: str) -> P.Plant:
@@ -94,8 +123,11 @@ def _expect(p: P.Plant, series: str, *also: str) -> P.Plant:
 
 
 def default_targets() -> list[Target]:
-    """The issue's planted regressions: +10 % CPU, +20 % p95 of chat, a leak, slow connect."""
-    return [_cpu(0.10), _chat(0.20), _leak(0.5), _connect(0.3)]
+    """The issue's planted regressions: +2 % instructions per message (every path, only
+    chat's path, only with 1000 connections open), +3 % per connection life, +20 % p95 of
+    chat and of echo under load with no CPU cost, and a leak."""
+    return [_instr(0.02), _chat_path(0.02), _scan(0.02), _connect(0.03), _chat(0.20),
+            _pause(0.20), _leak(0.5)]
 
 
 @dataclass

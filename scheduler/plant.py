@@ -182,6 +182,141 @@ def slow_connect(microseconds: float) -> Plant:
     )
 
 
+_COUNT_SCRIPT = """
+def _planted_work():
+{body}
+for _ in range({calls}):
+    _planted_work()
+"""
+
+
+def _instructions_of(script: str) -> int:
+    """Instructions executed by this interpreter running ``script``, counted by valgrind
+    (callgrind's total): the same count on any day, whatever else the host is doing."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="plant-") as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        try:
+            proc = subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                 sys.executable, "-c", script],
+                capture_output=True, text=True, check=False,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"})
+        except FileNotFoundError:
+            raise RuntimeError("valgrind is not installed: an instruction-sized plant "
+                               "cannot be calibrated (bash scripts/bootstrap.sh installs "
+                               "it as root)") from None
+        match = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+        if proc.returncode != 0 or match is None:
+            raise RuntimeError(f"valgrind failed (exit {proc.returncode}): "
+                               f"{proc.stderr[-500:]}")
+        return int(match.group(1))
+
+
+@functools.cache
+def instructions_per_call(iterations: int) -> float:
+    """Instructions one call of the planted loop adds (the loop alone, the call's own
+    overhead removed): counted under valgrind, 2,000 calls against an empty loop."""
+    calls = 2000
+
+    def script(n: int) -> str:
+        body = "".join(f"    {line}\n" for line in _work_lines(n))
+        return _COUNT_SCRIPT.format(body=body, calls=calls)
+
+    return (_instructions_of(script(iterations)) - _instructions_of(script(0))) / calls
+
+
+@functools.cache
+def iterations_for_instructions(instructions: float) -> int:
+    """Iterations of the planted loop that add ``instructions`` per call (about 100 per
+    iteration below 257, where CPython's small-int cache serves the loop's integers,
+    about 200 above; refined from a count at the size itself)."""
+    # Secant steps: the cost is piecewise linear in the iterations (two slopes), so a
+    # ratio step overshoots across the small-int boundary.
+    prev, n = 0, max(1, round(instructions / 100))
+    prev_cost = 0.0
+    for _ in range(6):
+        cost = instructions_per_call(n)
+        if abs(cost - instructions) <= 0.01 * instructions or n == prev:
+            break
+        slope = (cost - prev_cost) / (n - prev)
+        prev, prev_cost = n, cost
+        n = max(1, n + round((instructions - cost) / max(slope, 1.0)))
+    return n
+
+
+def _instruction_work(instructions: float) -> list[str]:
+    return _work_lines(iterations_for_instructions(instructions))
+
+
+def message_instructions(instructions: float) -> Plant:
+    """Every ``tools/call`` executes ``instructions`` more (a fixed amount of work)."""
+    return Plant(
+        name=f"instr+{instructions:.0f}",
+        description=f"{instructions:.0f} more instructions in every tools/call",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call",
+                                         _instruction_work(instructions)),
+        expect=(r"^instructions\.Instructions\.track_instructions_per_message",),
+    )
+
+
+def chat_instructions(instructions: float) -> Plant:
+    """``chat``'s own path (a provider-backed tool) executes ``instructions`` more."""
+    return Plant(
+        name=f"chat-instr+{instructions:.0f}",
+        description=f"{instructions:.0f} more instructions in every chat call",
+        apply=lambda root: insert_at_top(root / TOOLS, "_chat",
+                                         _instruction_work(instructions)),
+        expect=(r"^instructions\.Instructions\.track_instructions_per_message\(path='chat'\)",),
+    )
+
+
+def connection_scan(instructions_at_1000: float) -> Plant:
+    """Every ``tools/call`` does work proportional to the number of open connections
+    (``instructions_at_1000`` more with 1000 open, a tenth of that with 100): a cost that
+    a measurement with few connections does not see."""
+    per_1000 = iterations_for_instructions(instructions_at_1000)
+    lines = [f"for _planted in range(len(self.sessions) * {per_1000} // 1000):", "    pass"]
+    return Plant(
+        name=f"scan+{instructions_at_1000:.0f}@1000",
+        description=f"work growing with open connections: {instructions_at_1000:.0f} "
+                    "more instructions per tools/call with 1000 open",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call", lines),
+        expect=(r"^instructions\.Instructions\."
+                r"track_instructions_per_message_with_open_connections\(open_connections=1000\)",),
+    )
+
+
+def loop_pause(every: int, milliseconds: float) -> Plant:
+    """Every ``every``-th ``tools/call`` blocks the event loop for ``milliseconds`` (a
+    synchronous wait: wall time and tail latency, next to no instructions or CPU)."""
+    lines = ["_planted = globals().setdefault('_PLANTED_CALLS', [0])",
+             "_planted[0] += 1",
+             f"if _planted[0] % {every} == 0:",
+             f"    __import__('time').sleep({milliseconds / 1000!r})"]
+    return Plant(
+        name=f"pause{milliseconds:g}ms/{every}",
+        description=f"the event loop blocked {milliseconds:g} ms on every {every}th tools/call",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call", lines),
+        expect=(r"track_corrected_latency_p(95|99)\(",),
+    )
+
+
+def slow_connect_instructions(instructions: float) -> Plant:
+    """The handshake executes ``instructions`` more (connection establishment)."""
+    return Plant(
+        name=f"connect-instr+{instructions:.0f}",
+        description=f"{instructions:.0f} more instructions in every handshake",
+        apply=lambda root: insert_at_top(root / SERVER, "process_request",
+                                         _instruction_work(instructions)),
+        expect=(r"^instructions\.Instructions\.track_instructions_per_connection",),
+    )
+
+
 def docs_change(n: int) -> Plant:
     """Documentation only."""
 
