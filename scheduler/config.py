@@ -18,6 +18,8 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from .policy.thresholds import DETERMINISTIC, LIMITS_ONLY, JudgeConfig
+
 DEFAULT_CONFIG_NAME = "scheduler.toml"
 
 
@@ -86,56 +88,6 @@ class SiteConfig:
             return self.public_url.rstrip("/") + "/"
         host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{port if port is not None else self.port}/"
-
-
-#: Instruction counts under valgrind (benchmarks/instructions.py).
-DETERMINISTIC = r"^instructions\."
-
-#: Raw figures with a trustworthy sibling (see ``JudgeConfig.limits_only``).
-LIMITS_ONLY: tuple[str, ...] = (
-    r"^load_performance\.LoadPerformance\.track_(latency_p\d+|time_per_message)\(",
-    r"^end_to_end_latency\.EndToEndLatency\.track_latency_p\d+\(",
-    r"\.track_(server|churn_server)_cpu_",
-)
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    """How results are judged; thresholds are relative (0.05 = 5 % slower)."""
-
-    default_threshold: float = 0.05
-    thresholds: tuple[tuple[str, float], ...] = ()  # (regex, threshold), first match wins
-    alpha: float = 0.01  # Mann-Whitney U p-value below which a change is significant
-    min_samples: int = 5  # fewer samples on either side: ratio only, marked "not tested"
-    use_asv_steps: bool = True
-    # Re-measure a commit before alerting on a regression against its neighbour: a run
-    # disturbed by something else on the machine is not repeated, a real regression is.
-    confirm: bool = True
-    plot_history: int = 30  # commits shown in the alert plot
-    # Series whose figures the host cannot disturb (instruction counts under valgrind):
-    # alerted without re-measurement, with their own default threshold.
-    deterministic: str = DETERMINISTIC
-    deterministic_threshold: float = 0.015
-    # Series judged against limits only (the plan's absolute criteria), never against
-    # history or a blessed baseline: raw wall-clock and CPU-time figures, whose history
-    # is the host's as much as the commit's. Each has a trustworthy sibling that is
-    # judged: host-corrected latency and time per message, instructions per message.
-    limits_only: tuple[str, ...] = LIMITS_ONLY
-
-    def threshold_for(self, benchmark: str) -> tuple[float, str]:
-        """Threshold for a benchmark name and where it came from (for the alert text)."""
-        for pattern, value in self.thresholds:
-            if re.search(pattern, benchmark):
-                return value, f"threshold /{pattern}/"
-        if self.is_deterministic(benchmark):
-            return self.deterministic_threshold, "default threshold of deterministic series"
-        return self.default_threshold, "default threshold"
-
-    def is_deterministic(self, bench: str) -> bool:
-        return bool(self.deterministic) and re.search(self.deterministic, bench) is not None
-
-    def is_limits_only(self, bench: str) -> bool:
-        return any(re.search(p, bench) for p in self.limits_only)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 from . import plant as P
 from .baselines import dump_tables, load_baselines
 from .config import Config, RepositoryConfig, SlackConfig
-from .judge import Threshold, threshold_for
+from .policy.thresholds import Threshold, threshold_for
 from .quiet import check as check_quiet
 from .service import Service
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gitrepo import Commit
-from .judge import Finding
+from .policy.compare import Finding
 from .results import format_value
 
 SECTION_MAX = 2900

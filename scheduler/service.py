@@ -32,28 +32,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from . import messages
 from .asvrun import AsvError, AsvProject, RunOutcome, kill_orphan
-from .baselines import Baselines, BaselinesError, load_baselines
+from .baselines import BaselinesError, load_baselines
 from .config import Config
 from .gitrepo import Commit, GitError, GitRepo
-from .judge import (
-    Finding,
-    Verdict,
-    check_baseline,
-    check_limit,
-    compare,
-    recovered,
-    threshold_for,
-)
 from .notify import make_notifier
 from .outbox import Outbox
 from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
 from .plot import history_png
-from .results import ResultFile, ResultsError, bench_id, format_value
+from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
+from .policy.compare import Finding
+from .policy.neighbours import neighbours
+from .results import ResultFile, ResultsError, StepRegression, bench_id, format_value
 from .site import graph_link
 from .state import Run, State
 
@@ -269,11 +262,7 @@ class Service:
             if run.kind == "confirm":
                 self._say_confirmation_base(run)
             try:
-                findings = self.judge(run)
-                if run.kind == "confirm" and not any(
-                        f.kind == "history" and f.bad == run.commit_hash for f in findings):
-                    self._say(f"{run.short}: not confirmed (no regression when measured "
-                              "again); no alert")
+                self.judge(run)
             except (ResultsError, BaselinesError, GitError) as exc:
                 self._say(f"cannot judge {run.short}: {exc}")
                 self.outbox.put(f"judge-error|{run.commit_hash}|{run.profile}", "failure", {
@@ -346,100 +335,61 @@ class Service:
     # ---- judging ----------------------------------------------------------------------
 
     def judge(self, run: Run) -> list[Finding]:
-        """Compare a freshly measured commit with its measured neighbours on the branch,
-        queue bisection where the gap hides the first bad commit, and alert the rest."""
+        """Gather the evidence about a freshly measured commit, let the policy decide
+        (``scheduler.policy.decide``: neighbours, bisection, limits, baselines, asv's
+        steps, confirmation, recoveries), and apply the decision."""
         profile = run.profile
         machine = self.asv.machine_for(profile)
-        baselines = load_baselines(self.cfg.baselines_dir)
         result = self.asv.result_for(run.commit_hash, profile)
         if result is None:
             raise ResultsError(f"no stored result for {run.short} ({machine})")
-        history = [c.hash for c in reversed(
-            self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]  # oldest first
+        history = self._history(run.branch)
         status = self.state.status_of(profile)
-        findings: list[Finding] = []
-        # limits, baselines and recoveries are about the branch's current state: only the
-        # newest measured commit of the branch speaks for it
-        newest = False
-        if run.commit_hash in history:
-            pos = history.index(run.commit_hash)
-            prev = next((history[i] for i in range(pos - 1, -1, -1)
-                         if status.get(history[i]) == "done"), None)
-            nxt = next((history[i] for i in range(pos + 1, len(history))
-                        if status.get(history[i]) == "done"), None)
-            newest = nxt is None
-            for a, b in ((prev, run.commit_hash), (run.commit_hash, nxt)):
-                if a and b:
-                    findings += self._judge_pair(a, b, history, status, run, baselines)
-        if newest:
-            for m in result.measurements:
-                f = check_limit(m, baselines, self.cfg.asv.machine, machine, profile,
-                                run.commit_hash)
-                if f:
-                    findings.append(f)
-                if self.cfg.judge.is_limits_only(m.id):
-                    continue
-                f = check_baseline(m, baselines, self.cfg.judge, self.cfg.asv.machine,
-                                   machine, profile, run.commit_hash)
-                if f:
-                    findings.append(f)
+        near = neighbours(history, status, run.commit_hash)
+        results = {run.commit_hash: result}
+        for h in (near.previous, near.next):
+            other = self.asv.result_for(h, profile) if h else None
+            if other is not None:
+                results[h] = other
+        steps: tuple[StepRegression, ...] = ()
         if self.cfg.judge.use_asv_steps:
-            findings += self._asv_steps(findings, result, machine, run, history, status,
-                                        baselines)
-        if run.kind == "confirm":
-            findings = self._seen_twice(findings, run)
-        for f in self._hold_for_confirmation(findings, run.branch, history):
+            try:
+                steps = tuple(self.asv.step_regressions())
+            except ResultsError as exc:
+                self._say(f"asv step detection unavailable: {exc}")
+        held = {h: frozenset(json.loads(raw)) for h in results
+                if (raw := self.state.get_meta(_confirm_series_key(profile, h)))}
+        decision = decide(Evidence(
+            run=RunInfo(run.commit_hash, run.branch, profile, run.kind), machine=machine,
+            machine_name=self.cfg.asv.machine, premerge=profile == self.cfg.profiles.premerge,
+            history=tuple(history), status=status, results=results,
+            baselines=load_baselines(self.cfg.baselines_dir), judge=self.cfg.judge,
+            steps=steps, held=held,
+            confirmed=frozenset(h for h in results
+                                if self.state.get_meta(_confirmed_key(profile, h))),
+            open_alerts=tuple(
+                OpenAlert(a["key"], a["kind"], a["benchmark"], a["bad_commit"], a["before"],
+                          a["detail"]) for a in self.state.open_alerts(series=machine)
+            ) if near.newest else ()))
+        for b in decision.bisect:
+            info = self.state.commit_info(b.commit)
+            if self.state.enqueue(b.commit, run.branch, profile, "bisect",
+                                  int(info["date"]) if info else 0):
+                self._say(b.note)
+        for note in decision.notes:
+            self._say(note)
+        if decision.confirmation is not None:
+            self._queue_confirmation(decision.confirmation, run.branch, profile)
+        for f in decision.alerts:
             self._alert(f, run.branch, history)
-        if newest:
-            self._recoveries(result, machine, profile, baselines)
-        return findings
+        for key in decision.close_silently:
+            self.state.close_alert(key)
+        self._recoveries(decision.recoveries, result, machine)
+        return decision.findings
 
-    def _judge_pair(self, a: str, b: str, history: list[str], status: dict[str, str],
-                    run: Run, baselines: Baselines) -> list[Finding]:
-        ra = self.asv.result_for(a, run.profile)
-        rb = self.asv.result_for(b, run.profile)
-        if ra is None or rb is None:
-            return []
-        machine = self.asv.machine_for(run.profile)
-        ia, ib = history.index(a), history.index(b)
-        between = history[ia + 1: ib]
-        candidates = [h for h in between if status.get(h) not in ("done", "failed")]
-        out: list[Finding] = []
-        mb = rb.by_id()
-        for ma in ra.measurements:
-            m2 = mb.get(ma.id)
-            if m2 is None or ma.version != m2.version:
-                continue  # a changed benchmark (asv version) is not a regression
-            if self.cfg.judge.is_limits_only(ma.id):
-                continue  # its history is the host's as much as the commit's
-            thr = threshold_for(self.cfg.judge, baselines, ma.id, self.cfg.asv.machine,
-                                run.profile)
-            comp = compare(ma, m2, thr, self.cfg.judge)
-            if comp.verdict is not Verdict.REGRESSION:
-                continue
-            if candidates and run.profile == self.cfg.profiles.premerge:
-                mid = candidates[len(candidates) // 2]
-                info = self.state.commit_info(mid)
-                if self.state.enqueue(mid, run.branch, run.profile, "bisect",
-                                      int(info["date"]) if info else 0):
-                    self._say(f"{ma.id}: {comp.change_pct:+.1f}% between {a[:8]} and "
-                              f"{b[:8]}; bisecting at {mid[:8]} ({len(candidates)} unmeasured)")
-                else:
-                    self._ensure_bisect_priority(mid, run)
-                continue
-            if not between:
-                crossed = f"{thr.text(ma.unit)} over the previous commit ({thr.source})"
-            elif run.profile != self.cfg.profiles.premerge:
-                crossed = (f"{thr.text(ma.unit)} over the previous {run.profile} run, "
-                           f"{len(between) + 1} commits earlier ({thr.source})")
-            else:
-                crossed = (f"{thr.text(ma.unit)} over the previous measured commit "
-                           f"({thr.source}); {len(between)} commit(s) in between could not "
-                           "be measured")
-            out.append(Finding("history", machine, run.profile, ma.id, ma.benchmark,
-                               ma.params, ma.unit, a, b, comp.before, comp.after, crossed,
-                               comparison=comp))
-        return out
+    def _history(self, branch: str) -> list[str]:
+        """The branch's first-parent commits, oldest first."""
+        return [c.hash for c in reversed(self.repo.first_parent(branch, limit=HISTORY_WINDOW))]
 
     def _paired_check(self, run: Run) -> None:
         """Run ``run``'s commit side by side with its parent; when a point regresses, run
@@ -473,8 +423,7 @@ class Service:
         if runs[0].regressed() and not both:
             self._say(f"{run.short}: not confirmed side by side (the second run is "
                       "clean); no alert")
-        history = [c.hash for c in reversed(
-            self.repo.first_parent(run.branch, limit=HISTORY_WINDOW))]
+        history = self._history(run.branch)
         for first, second in both:
             self._alert(self._paired_finding(run, a, first, second), run.branch, history)
         self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
@@ -501,110 +450,7 @@ class Service:
                                             f"p={second.p:.3g} in two runs",
                             "ratios": f"{first.ratio} {second.ratio}"})
 
-    def _ensure_bisect_priority(self, commit: str, run: Run) -> None:
-        info = self.state.commit_info(commit)
-        self.state.enqueue(commit, run.branch, run.profile, "bisect",
-                           int(info["date"]) if info else 0)
-
-    def _asv_steps(self, findings: list[Finding], result: ResultFile, machine: str,
-                   run: Run, history: list[str], status: dict[str, str],
-                   baselines: Baselines) -> list[Finding]:
-        """asv's step detection (regressions.json of the last publish): marks agreeing
-        findings, and reports a step ending at this commit that the pairwise test missed
-        (e.g. single-sample series) — unless unmeasured commits hide where it started."""
-        try:
-            steps = self.asv.step_regressions()
-        except ResultsError as exc:
-            self._say(f"asv step detection unavailable: {exc}")
-            return []
-        mine = [s for s in steps if s.machine == machine]
-        for f in findings:
-            if f.kind == "history" and any(s.id == f.bench and s.bad == f.bad for s in mine):
-                f.asv_step = True
-        seen = {f.bench for f in findings if f.kind == "history"}
-        current = result.by_id()
-        extra: list[Finding] = []
-        for s in mine:
-            m = current.get(s.id)
-            if (s.bad != run.commit_hash or s.id in seen or m is None
-                    or self.cfg.judge.is_limits_only(s.id)):
-                continue
-            good = s.good
-            if not good:  # asv leaves it out when the step is a single commit
-                pos = history.index(s.bad) if s.bad in history else 0
-                good = history[pos - 1] if pos > 0 else ""
-            if not good:
-                continue
-            if good in history and s.bad in history:
-                gap = history[history.index(good) + 1: history.index(s.bad)]
-                if any(status.get(h) not in ("done", "failed") for h in gap):
-                    continue
-            thr = threshold_for(self.cfg.judge, baselines, s.id, self.cfg.asv.machine,
-                                run.profile)
-            if thr.unstable or s.before <= 0 or not thr.worse(s.before, s.after):
-                continue
-            seen.add(s.id)
-            extra.append(Finding(
-                "history", machine, run.profile, s.id, m.benchmark, m.params, m.unit,
-                good, s.bad, s.before, s.after,
-                f"asv step detection: a step of {s.after / s.before - 1:+.0%} in the recent "
-                f"history, over the {thr.text(m.unit)} threshold ({thr.source})",
-                asv_step=True))
-        return extra
-
-    def _needs_confirmation(self, f: Finding) -> bool:
-        """A history regression is alerted only once its first bad commit has been
-        measured a second time (``confirmed:`` meta, set when that run is done) — unless
-        its series is deterministic: measuring an instruction count again gives the same
-        count, so a second measurement could only cost time."""
-        return (f.kind == "history" and self.cfg.judge.confirm
-                and not self.cfg.judge.is_deterministic(f.bench)
-                and not self.state.get_meta(_confirmed_key(f.profile, f.bad)))
-
-    def _hold_for_confirmation(self, findings: list[Finding], branch: str,
-                               history: list[str]) -> list[Finding]:
-        """The findings to alert now; history findings that need confirmation are held
-        and their confirmation queued instead.
-
-        Findings at the same first bad commit share one confirmation. Only the earliest
-        bad commit of this judgement is confirmed now: one pair is queued at a time, so
-        the interleaving A B stays back to back. A later one can only be the next measured
-        commit (the pair this run → next), and it is found again when this run's
-        confirmation is judged."""
-        held = [f for f in findings if self._needs_confirmation(f)]
-        if not held:
-            return findings
-        by_bad: dict[str, list[Finding]] = {}
-        for f in held:
-            by_bad.setdefault(f.bad, []).append(f)
-        first, *later = sorted(by_bad, key=lambda h: history.index(h) if h in history
-                               else len(history))
-        self._queue_confirmation(first, by_bad[first], branch, history)
-        for bad in later:
-            self._say(f"{_names(by_bad[bad])} at {bad[:8]}: judged again after "
-                      f"{first[:8]} is confirmed")
-        held_ids = {id(f) for f in held}
-        return [f for f in findings if id(f) not in held_ids]
-
-    def _seen_twice(self, findings: list[Finding], run: Run) -> list[Finding]:
-        """A confirmation alerts only the series that regressed in *both* measurements of
-        the suspect: a series that regressed only in the re-measurement was not what the
-        confirmation was queued for, and one measurement of it is exactly the evidence
-        the confirmation exists to distrust (a disturbance during the re-measurement)."""
-        raw = self.state.get_meta(_confirm_series_key(run.profile, run.commit_hash))
-        if not raw:
-            return findings  # a confirmation queued before the series were recorded
-        held = set(json.loads(raw))
-        dropped = [f for f in findings if f.kind == "history" and f.bad == run.commit_hash
-                   and f.bench not in held]
-        if dropped:
-            self._say(f"{_names(dropped)} at {run.short}: only in the re-measurement, not "
-                      "in the first measurement; not alerted")
-        ids = {id(f) for f in dropped}
-        return [f for f in findings if id(f) not in ids]
-
-    def _queue_confirmation(self, bad: str, group: list[Finding], branch: str,
-                            history: list[str]) -> None:
+    def _queue_confirmation(self, conf: Confirmation, branch: str, profile: str) -> None:
         """Interleaved confirmation (A B A B): queue the last good commit A again
         (``confirm-base``, priority above ``confirm``) and then the suspect B (``confirm``),
         so B's fresh result is judged against A's fresh result measured right before it
@@ -612,12 +458,8 @@ class Service:
         disturbance of the machine that outlasts B's first measurement then slows A's
         re-measurement as well instead of confirming B. Without a measured good commit, B
         alone is measured again."""
-        profile = group[0].profile
-        key = _confirm_series_key(profile, bad)
-        earlier = self.state.get_meta(key)
-        series = set(json.loads(earlier)) if earlier else set()
-        self.state.set_meta(key, json.dumps(sorted(series | {f.bench for f in group})))
-        base = self._confirmation_base(bad, group, history, profile)
+        bad, base = conf.bad, conf.base
+        self.state.set_meta(_confirm_series_key(profile, bad), json.dumps(sorted(conf.series)))
         dates = {}
         for h in (base, bad):
             info = self.state.commit_info(h) if h else None
@@ -626,25 +468,13 @@ class Service:
             bad, base, branch, profile, dates, meta_key=_confirm_base_key(profile, bad))
         if not (queued_base or queued_bad):
             return  # already queued (a judgement repeated after a restart)
+        group = list(conf.findings)
         if base:
-            self._say(f"{_names(group)} at {bad[:8]}; re-measuring {base[:8]} (last good) "
+            self._say(f"{names(group)} at {bad[:8]}; re-measuring {base[:8]} (last good) "
                       f"then {bad[:8]} to confirm before alerting")
         else:
-            self._say(f"{_names(group)} at {bad[:8]}; re-measuring {bad[:8]} to confirm "
+            self._say(f"{names(group)} at {bad[:8]}; re-measuring {bad[:8]} to confirm "
                       "before alerting")
-
-    def _confirmation_base(self, bad: str, group: list[Finding], history: list[str],
-                           profile: str) -> str:
-        """The good commit to re-measure before ``bad``: of the findings' good commits the
-        nearest to ``bad`` (the re-judgement compares ``bad`` with its nearest measured
-        predecessor) whose last measurement succeeded; "" when there is none."""
-        goods = sorted({f.good for f in group if f.good and f.good != bad},
-                       key=lambda h: history.index(h) if h in history else -1, reverse=True)
-        for good in goods:
-            r = self.state.run_for(good, profile)
-            if r is not None and r.status == "done":
-                return good
-        return ""
 
     def _say_confirmation_base(self, run: Run) -> None:
         """Before a confirmation is judged: say what the suspect is judged against."""
@@ -705,40 +535,20 @@ class Service:
             return None, None
         return str(path), f"{self.site_url.rstrip('/')}/_plots/{name}"
 
-    def _recoveries(self, result: ResultFile, machine: str, profile: str,
-                    baselines: Baselines) -> None:
-        current = result.by_id()
-        for alert in self.state.open_alerts(series=machine):
-            m = current.get(alert["benchmark"])
-            if m is None or not m.ok or m.value is None:
-                continue
-            if alert["bad_commit"] == result.commit:
-                continue
-            thr = threshold_for(self.cfg.judge, baselines, m.id, self.cfg.asv.machine, profile)
-            reference = alert["before"]
-            if alert["kind"] == "limit":
-                lim = baselines.limit_for(m.id, self.cfg.asv.machine, profile)
-                reference = lim.max if lim else None
-                if lim is None:  # the limit was removed: nothing left to breach
-                    self.state.close_alert(alert["key"])
-                    continue
-            elif alert["kind"] == "baseline":
-                base = baselines.baseline_for(m.id, self.cfg.asv.machine, profile)
-                if base is None or base.commit != alert["detail"].get("baseline_commit"):
-                    self.state.close_alert(alert["key"])  # superseded by a new blessing
-                    continue
-            if not recovered(alert["kind"], reference, m.value, alert["detail"], thr):
-                continue
-            if self.state.close_alert(alert["key"]):
-                detail: dict[str, Any] = alert["detail"]
+    def _recoveries(self, recoveries: list[Recovery], result: ResultFile, machine: str) -> None:
+        """Close the alerts whose series is back and send the note (once: the close)."""
+        for r in recoveries:
+            alert = r.alert
+            if self.state.close_alert(alert.key):
+                detail: dict[str, Any] = dict(alert.detail)
                 params = tuple(tuple(p) for p in detail.get("params", []))
-                link = graph_link(self.site_url, str(detail.get("benchmark", m.benchmark)),
+                link = graph_link(self.site_url, str(detail.get("benchmark", alert.series)),
                                   params,  # type: ignore[arg-type]
-                                  machine, (alert["bad_commit"], result.commit))
-                msg = messages.recovery(m.id, machine, alert["kind"], m.value, m.unit,
-                                        reference, self._commit(result.commit),
+                                  machine, (alert.bad, result.commit))
+                msg = messages.recovery(alert.series, machine, alert.kind, r.value, r.unit,
+                                        r.reference, self._commit(result.commit),
                                         result.commit, link)
-                self.outbox.put(f"recovery|{alert['key']}|{result.commit}", "recovery", msg)
+                self.outbox.put(f"recovery|{alert.key}|{result.commit}", "recovery", msg)
                 self._say(msg["text"])
 
     def _maybe_summary(self, kind: str) -> None:
@@ -806,13 +616,3 @@ def _confirm_base_key(profile: str, commit: str) -> str:
 def _confirm_series_key(profile: str, commit: str) -> str:
     """Meta: the series (JSON list) whose regression at ``commit`` awaits confirmation."""
     return f"confirm-series:{profile}:{commit}"
-
-
-def _names(findings: list[Finding]) -> str:
-    """``bench +12.3%, other +8.0%`` for a say-line."""
-    return ", ".join(f"{f.bench} {f.comparison.change_pct:+.1f}%" if f.comparison
-                     else f.bench for f in findings)
-
-
-def plots_dir(cfg: Config) -> Path:
-    return cfg.state_dir / "plots"

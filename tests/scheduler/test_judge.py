@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from scheduler.baselines import Baselines, Limit, MinChange, Noise
-from scheduler.config import JudgeConfig
-from scheduler.judge import Verdict, check_limit, compare, recovered, threshold_for
+from scheduler.policy.compare import Verdict, check_limit, compare, recovered
+from scheduler.policy.criteria import Baselines, Limit, MinChange, Noise
+from scheduler.policy.thresholds import JudgeConfig, threshold_for
 from scheduler.results import Measurement
 
 
@@ -64,5 +64,5 @@ def test_min_change_is_an_absolute_floor_on_top_of_the_relative_threshold() -> N
     assert compare(meas(1.9), meas(1.5, seed=2), thr, CFG).verdict is Verdict.OK
     assert compare(meas(3.0), meas(1.5, seed=2), thr, CFG).verdict is Verdict.IMPROVEMENT
     # recovered once it is no longer worse by both measures
-    assert recovered("history", 1.5, 2.2, {}, thr) and not recovered("history", 1.5, 2.6, {}, thr)
+    assert recovered("history", 1.5, 2.2, thr) and not recovered("history", 1.5, 2.6, thr)
     assert thr.text("ms") == "16% and 1 ms"

@@ -1,14 +1,8 @@
-"""Judging results: limit breached, regression against the blessed baseline, regression
-against recent history (Mann-Whitney U on the samples; asv's step detection corroborates).
-
-Why these are pure functions over ``Measurement``s: the service decides *which* commits to
-compare (neighbours on the branch, bisection); this module only answers "is B worse than
-A, by how much, how sure", so it can be tested without asv and reused by a future
-``evaluate`` command. asv treats lower as better and so does everything here.
-
-Thresholds resolve in order: a noise-derived threshold from ``baselines/noise.toml`` (may
-also mark a series *unstable*: judged, reported as such, never alerted), then the first
-matching ``[judge.thresholds]`` regex, then ``default_threshold``.
+"""Comparing results: a limit breached, a regression against the blessed baseline, a
+regression against recent history (Mann-Whitney U on the samples; asv's step detection
+corroborates), a recovery. Only "is B worse than A, by how much, how sure": which commits
+are compared is decided in :mod:`scheduler.policy.decide`. asv treats lower as better and
+so does everything here.
 """
 
 from __future__ import annotations
@@ -17,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .baselines import Baselines
-from .config import JudgeConfig
-from .results import Measurement
+from ..results import Measurement
+from .criteria import Baselines
+from .thresholds import JudgeConfig, Threshold, threshold_for
 
 
 class Verdict(StrEnum):
@@ -28,41 +22,6 @@ class Verdict(StrEnum):
     IMPROVEMENT = "improvement"
     UNSTABLE = "unstable"  # the series is too noisy to judge (noise.toml) — never alerted
     MISSING = "missing"  # one side has no value
-
-
-@dataclass(frozen=True)
-class Threshold:
-    value: float  # relative
-    source: str
-    unstable: bool = False
-    min_change: float = 0.0  # absolute, in the series' unit ([[min_change]] in limits.toml)
-
-    def worse(self, before: float, after: float) -> bool:
-        """Is ``after`` beyond this threshold over ``before``, relatively and absolutely?"""
-        return after > before * (1 + self.value) and after - before > self.min_change
-
-    def better(self, before: float, after: float) -> bool:
-        return after < before / (1 + self.value) and before - after > self.min_change
-
-    def text(self, unit: str = "") -> str:
-        """``16%`` or ``16% and 1 ms``, for the alert's "what was crossed"."""
-        floor = f" and {self.min_change:g} {unit}".rstrip() if self.min_change else ""
-        return f"{self.value:.0%}{floor}"
-
-
-def threshold_for(cfg: JudgeConfig, baselines: Baselines | None, bench: str, machine: str,
-                  profile: str) -> Threshold:
-    """The threshold of one series (relative, plus the absolute smallest change) and where
-    it comes from."""
-    floor = baselines.min_change_for(bench, machine, profile) if baselines else None
-    min_change = floor.value if floor else 0.0
-    if baselines is not None:
-        noise = baselines.noise_for(bench, machine, profile)
-        if noise is not None:
-            return Threshold(noise.threshold, "noise-derived (baselines/noise.toml)",
-                             noise.unstable, min_change)
-    value, source = cfg.threshold_for(bench)
-    return Threshold(value, source, min_change=min_change)
 
 
 @dataclass(frozen=True)
@@ -184,7 +143,7 @@ def check_baseline(m: Measurement, baselines: Baselines, cfg: JudgeConfig, machi
                    comparison=comp, extra={"baseline_commit": base.commit})
 
 
-def recovered(alert_kind: str, before: float | None, value: float, detail: dict[str, str],
+def recovered(alert_kind: str, before: float | None, value: float,
               threshold: Threshold) -> bool:
     """Has an open regression recovered at this value?"""
     if before is None or not math.isfinite(value):
