@@ -72,6 +72,8 @@ logger = logging.getLogger("toolserver.server")
 #: MCP revisions this server speaks; the first is offered to clients asking for others.
 PROTOCOL_VERSIONS: Final = ("2025-06-18", "2025-11-25", "2025-03-26", "2024-11-05")
 SUBPROTOCOL: Final = Subprotocol("mcp")
+#: Longest a connection's read loop runs before it yields to the event loop (fairness).
+TURN_S: Final = 0.002
 #: websockets' write buffer high-water mark. The default 32 KiB makes send()
 #: wait for the socket to drain often under pipelining; 256 KiB per connection
 #: keeps that rare while still bounding memory for a client that stops reading.
@@ -302,9 +304,19 @@ class ServerState:
         request_done = metrics.request_done
         perf_counter = time.perf_counter
         tools_call = self._tools_call
+        sleep = asyncio.sleep
+        # Queued messages are handled back to back without yielding (a recv() of a
+        # queued message and a send() into a non-full buffer never suspend), so a client
+        # pipelining large frames would hold the event loop for its whole backlog.
+        # Each connection's turn ends after TURN_S: then it yields once to the loop.
+        turn_end = 0.0
+        frame: str | None
         async for message in ws:
             start = perf_counter()
+            if start > turn_end:
+                turn_end = start + TURN_S
             message_in(len(message))
+            frame = None
             try:
                 if type(message) is not str:
                     frame = BINARY_FRAME_ERROR
@@ -312,23 +324,19 @@ class ServerState:
                 else:
                     request = parse(message)
                     if type(request) is not Request:
-                        if request is None:
-                            continue  # a client response: nothing to answer
-                        assert isinstance(request, str)
-                        frame = request
-                        request_done("invalid", None, "error", perf_counter() - start)
+                        if request is not None:  # None: a client response, no answer
+                            assert isinstance(request, str)
+                            frame = request
+                            request_done("invalid", None, "error", perf_counter() - start)
                     elif request.is_notification:
                         # notifications/initialized, notifications/cancelled, ...:
                         # never answered; unknown ones (a tools/call without id
                         # included) are ignored, as JSON-RPC allows.
                         if request.method == "notifications/initialized":
                             session.initialized = True
-                        continue
                     elif request.method == "tools/call":
-                        answer = tools_call(session, request, start)
-                        if answer is None:
-                            continue  # running as a task; it answers when done
-                        frame = answer
+                        # None: running as a task, which answers when done
+                        frame = tools_call(session, request, start)
                     else:
                         frame = self._call_method(session, request, start)
             except Exception:
@@ -336,8 +344,12 @@ class ServerState:
                 # message an error, not the connection (or the server).
                 logger.exception("unexpected error handling a message")
                 frame = error_frame(None, INTERNAL_ERROR, "internal error")
-            await send(frame)
-            message_out(len(frame))
+            if frame is not None:
+                await send(frame)
+                message_out(len(frame))
+            if perf_counter() > turn_end:
+                turn_end = 0.0
+                await sleep(0)
 
     def _call_method(self, session: Session, request: Request, start: float) -> str:
         """Everything but ``tools/call``: cheap methods answered inline."""

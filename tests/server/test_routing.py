@@ -15,12 +15,14 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import rawws
 from serverproc import ServerProcess, call, request, rpc, text_of
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+
+from benchmarks.load import rawws
 
 TOKEN = "s3cret"
 AUTH = b"Authorization: Bearer " + TOKEN.encode()
@@ -44,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.kill()
 
 
-def _mcp_answers(sock: socket.socket) -> dict[str, object]:
+def _mcp_answers(sock: socket.socket) -> dict[str, dict[str, Any]]:
     """Send echo + admin/provider on an open raw session; return both answers by id."""
     sock.sendall(rawws.frame(call("echo", "echo", text="reached")))
     sock.sendall(rawws.frame(request("admin/provider", "admin", provider="glm")))
@@ -90,7 +92,7 @@ def test_the_mcp_path_needs_the_token_whatever_the_query_string(
     with sock:
         assert rawws.status(head) == 101, head
         answers = _mcp_answers(sock)
-    assert text_of(answers["echo"]) == "reached"  # type: ignore[arg-type]
+    assert text_of(answers["echo"]) == "reached"
     assert "result" in answers["admin"]
 
 

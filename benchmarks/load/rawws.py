@@ -1,9 +1,11 @@
 """A deliberately minimal WebSocket client on a raw socket, for what a real client won't do.
 
-The ``websockets`` client normalises what it sends and always reads; these tests need
-exact request targets, raw header bytes, and a client that stops reading with a tiny
-receive buffer. Only the client side of RFC 6455 that the tests use: the opening
-handshake, masked frames, reading one frame.
+The ``websockets`` client normalises what it sends and always reads; the ``bad_input``
+scenario's attacker and the server tests need exact request targets, raw header bytes,
+invalid UTF-8 in a text frame, and a client that stops reading with a tiny receive
+buffer. Only the client side of RFC 6455 they use: the opening handshake, masked
+frames, reading one frame; plus the kernel's view of the connection (closed by the
+peer or not) without reading from it.
 """
 
 from __future__ import annotations
@@ -104,3 +106,33 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     elif n == 127:
         (n,) = struct.unpack("!Q", _exact(sock, 8))
     return b0 & 0x0F, _exact(sock, n)
+
+
+def close_code(payload: bytes) -> int | None:
+    """The code of a close frame's payload (None when it carries none)."""
+    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+
+#: Linux TCP states (include/net/tcp_states.h) from TCP_INFO's first byte.
+TCP_ESTABLISHED = 1
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True once the peer closed or reset the connection, without reading from it.
+
+    Reads the kernel's TCP state (Linux ``TCP_INFO``): anything but ESTABLISHED means
+    the server sent FIN or RST. Elsewhere, falls back to a zero-byte non-blocking send.
+    """
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is not None:
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0] != TCP_ESTABLISHED
+        except OSError:
+            return True
+    try:
+        sock.send(b"", socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return False
