@@ -14,12 +14,21 @@ merged) and their ratio (the plan: within 2x); the server's RSS before, at the p
 after; what the attacker saw (every corpus frame's answer checked against the wire
 contract, closes by code, how long the server took to cut non-readers and half-open
 connections) and what the server counted (``connections.rejected_by_reason`` deltas).
+
+On a shared host a latency ratio can be the neighbours' doing: the attack raises the
+server's CPU demand, and a core shared with other busy processes may not grant it. So
+every phase also records, from the kernel's scheduler statistics of the server process
+(``/proc/PID/schedstat``), the share of the phase it spent running and the share it
+spent runnable but waiting for a CPU: a high wait share in the attacked phases says the
+ratio measured the host, not the server.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from .. import histogram as H
@@ -60,6 +69,25 @@ def _closed_by_server(before: dict[str, Any] | None,
     return {k: new[k] - old.get(k, 0) for k in sorted(new) if new[k] - old.get(k, 0)}
 
 
+def _schedstat(pid: int | None) -> tuple[float, float, float] | None:
+    """(wall, CPU run, run-queue wait) seconds of ``pid`` now; None off Linux."""
+    try:
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return time.monotonic(), int(run_ns) / 1e9, int(wait_ns) / 1e9
+
+
+def _cpu_shares(before: tuple[float, float, float] | None,
+                after: tuple[float, float, float] | None) -> dict[str, float] | None:
+    """Shares of a phase's wall time the server ran, and waited for a CPU."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    wall = after[0] - before[0]
+    return {"running": round((after[1] - before[1]) / wall, 3),
+            "waiting_for_cpu": round((after[2] - before[2]) / wall, 3)}
+
+
 def _merged_p99(phases: list[dict[str, Any]]) -> float | None:
     hist = H.new_histogram()
     for ph in phases:
@@ -83,30 +111,45 @@ def run(runner: Runner, p: BadInput, res: ScenarioResult) -> None:
     unloaded: list[dict[str, Any]] = []
     attacked: list[dict[str, Any]] = []
     attacks: list[dict[str, Any]] = []
+    shares: dict[str, dict[str, float] | None] = {}
     for i in range(2 * p.rounds + 1):
         n = i // 2 + 1
-        if i % 2 == 0:
-            spec = runner.spec(f"unloaded_{n}", "open", p.connections, call, p.phase_s,
-                               warmup_s=p.warmup_s, rate=p.rate, arrival="poisson")
-            unloaded.append(res.add_phase(runner.run(spec)))
-            continue
-        attack = Attack(_attack_spec(runner, p, n))
-        attack.start()
-        before = _server_metrics(runner)
-
-        def act(stop: Any, attack: Attack = attack) -> dict[str, Any]:
-            attack.go()
-            stop.wait(p.warmup_s + p.phase_s + 60)  # set when the phase is over
-            return {"attack": attack.finish()}
-
-        spec = runner.spec(f"attacked_{n}", "open", p.connections, call, p.phase_s,
+        kind = "unloaded" if i % 2 == 0 else "attacked"
+        spec = runner.spec(f"{kind}_{n}", "open", p.connections, call, p.phase_s,
                            warmup_s=p.warmup_s, rate=p.rate, arrival="poisson")
-        ph = res.add_phase(runner.run(spec, actions=[Action(0.0, "attack", act)]))
+        attack = Attack(_attack_spec(runner, p, n)) if kind == "attacked" else None
+        before = None
+        if attack is not None:
+            attack.start()
+            before = _server_metrics(runner)
+
+        def act(stop: Any, attack: Attack | None = attack) -> dict[str, Any]:
+            """From the first send to the end of the phase: the attack, the CPU shares."""
+            if attack is not None:
+                attack.go()
+            sched = _schedstat(runner.target.pid)
+            stop.wait(p.warmup_s + p.phase_s + 60)  # set when the phase is over
+            out: dict[str, Any] = {"cpu": _cpu_shares(sched, _schedstat(runner.target.pid))}
+            if attack is not None:
+                out["attack"] = attack.finish()
+            return out
+
+        ph = res.add_phase(runner.run(spec, actions=[Action(0.0, kind, act)]))
+        event: dict[str, Any] = next((e for e in ph["events"] if e["name"] == kind), {})
+        shares[ph["name"]] = event.get("cpu")
+        if attack is None:
+            unloaded.append(ph)
+            continue
         attacked.append(ph)
-        seen = next((e.get("attack") for e in ph["events"] if e["name"] == "attack"), None)
+        seen = event.get("attack")
         attacks.append({"phase": ph["name"], "attacker": seen or {"error": "no result"},
                         "server_closed": _closed_by_server(before, _server_metrics(runner))})
+    res.analysis["server_cpu_shares"] = shares
     _figures(runner, p, res, unloaded, attacked, attacks)
+    waits = [v["waiting_for_cpu"] for k, v in shares.items() if v and k.startswith("attacked")]
+    if waits and max(waits) > 0.2:
+        res.notes.append(f"the server waited for a CPU {max(waits):.0%} of an attacked phase "
+                         "(other processes on its core): its p99 ratio measures the host too")
 
 
 def _figures(runner: Runner, p: BadInput, res: ScenarioResult, unloaded: list[dict[str, Any]],
