@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 __all__ = ["COLUMNS", "Backend", "LogStats", "NullRequestLog", "RequestLog", "Row"]
@@ -88,13 +89,25 @@ class RequestLog:
         self._broken = False
         self._last_error_log = -1e9
         self._last_full_log = -1e9
+        #: Queue one row (event-loop thread); never blocks, drops when the queue is full.
+        #: A closure over the deque: the hot path pays a call, a len() and an append.
+        self.append: Callable[[Row], None] = self._bounded_append()
 
-    def append(self, row: Row) -> None:
-        """Queue one row (event-loop thread); never blocks, drops when the queue is full."""
+    def _bounded_append(self) -> Callable[[Row], None]:
         queue = self._queue
-        if len(queue) < self.max_queue:
-            queue.append(row)
-            return
+        push = queue.append
+        cap = self.max_queue
+        full = self._queue_full
+
+        def append(row: Row) -> None:
+            if len(queue) < cap:
+                push(row)
+            else:
+                full()
+
+        return append
+
+    def _queue_full(self) -> None:
         self.dropped_queue_full += 1
         now = time.monotonic()
         if now - self._last_full_log >= LOG_EVERY_S:
@@ -201,8 +214,9 @@ class NullRequestLog(RequestLog):
 
     def __init__(self) -> None:
         super().__init__(_NullBackend())
+        self.append = self._discard
 
-    def append(self, row: Row) -> None:
+    def _discard(self, row: Row) -> None:
         pass
 
     def start(self) -> None:
