@@ -13,10 +13,12 @@ Hot path, per text frame on one connection:
    carrying its request id.
 4. One tuple is appended to the request log's deque and the metrics hooks
    bump plain counters; nothing is formatted or logged per message.
+5. After ``TURN_S`` of back-to-back messages a connection yields to the event
+   loop once, so a client pipelining large frames cannot starve the others.
 
 Everything that must not hurt other clients (bad JSON, oversized frames,
-crashing tools, failing providers) is contained to one response or one
-connection.
+crashing tools, failing providers, a client that stops reading) is contained to
+one response or one connection.
 """
 
 from __future__ import annotations
