@@ -48,6 +48,8 @@ from . import badframes, rawws
 from .server_process import http_base
 
 FLOOD_BURST = 50
+#: After the last frame, how long answers may take before they count as missing.
+ANSWER_WAIT_S = 10.0
 #: Echo text of a non-reading client's calls; its answers must overflow kernel buffers.
 NON_READER_TEXT = "n" * (64 * 1024)
 NON_READER_CALLS = 100
@@ -197,6 +199,12 @@ class CorpusSession:
     def unanswered(self) -> int:
         return len(self.by_id) + sum(self.null_codes.values())
 
+    async def settle(self, timeout_s: float = ANSWER_WAIT_S) -> None:
+        """Wait for the answers still due (a server behind on a busy host), bounded."""
+        deadline = time.monotonic() + timeout_s
+        while self.unanswered() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
 
 async def _paced(rate: float, until: float, stop: Any, burst: int = 1) -> AsyncIterator[None]:
     """Yield once per ``burst`` frames, at ``rate`` frames per second, until ``until``."""
@@ -220,7 +228,7 @@ async def _corpus(spec: AttackSpec, sessions: list[CorpusSession], until: float,
                 frame = next(session.frames)
                 session.expect(frame)
                 await session.ws.send(frame.frame)
-        await asyncio.sleep(1.0)  # the last answers
+        await session.settle()
         await session.ws.close()
         await asyncio.wait_for(reader, 10)
 
@@ -239,7 +247,7 @@ async def _flood(spec: AttackSpec, session: CorpusSession, until: float, stop: A
                     badframes.METHOD_NOT_FOUND, f"f{n}")
                 session.expect(frame)
                 await session.ws.send(frame.frame)
-    await asyncio.sleep(1.0)
+    await session.settle()
     await session.ws.close()
     await asyncio.wait_for(reader, 10)
 
@@ -278,56 +286,86 @@ def _port(spec: AttackSpec) -> int:
 
 
 def _raw_clients(spec: AttackSpec, go: Any, stop: Any, out: dict[str, Any]) -> None:
-    """Invalid UTF-8, non-readers and half-open connections, then watch them close."""
+    """Invalid UTF-8, non-readers and half-open connections; watch them close all along.
+
+    An opener thread starts them (sequentially: a non-reader's flood lasts until the
+    server stops reading it) while this thread polls every watched socket's TCP state
+    every 50 ms, so each close is timed when it happens, then for up to ``grace_s``
+    after the attack.
+    """
     go.wait()
-    t0 = time.monotonic()
     port = _port(spec)
     utf8 = Tally()
-    nr: dict[str, Any] = {"opened": 0, "closed_by_server": 0, "closed_after_stall_s": []}
-    ho: dict[str, Any] = {"opened": 0, "closed_by_server": 0, "closed_after_s": []}
+    # planned vs opened: a server that is slow to read lets fewer start within the attack
+    nr: dict[str, Any] = {"planned": spec.non_readers, "opened": 0, "closed_by_server": 0,
+                          "closed_after_stall_s": []}
+    ho: dict[str, Any] = {"planned": spec.half_open, "opened": 0, "closed_by_server": 0,
+                          "closed_after_s": []}
     out.update(invalid_utf8=utf8.counts, non_readers=nr, half_open=ho)
     watched: list[tuple[str, socket.socket, float]] = []  # (kind, socket, since)
-    try:
+    lock = threading.Lock()
+    end = time.monotonic() + spec.duration_s
+
+    def opener() -> None:
         for i in range(spec.half_open):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            if i % 2 == 0:  # the other half sends nothing at all
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
-            ho["opened"] += 1
-            watched.append(("half_open", sock, time.monotonic()))
-        # Spread the rest over the first third of the attack (non-readers are cut a
-        # --send-timeout after they stall: most of that falls within the phase).
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if i % 2 == 0:  # the other half sends nothing at all
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            except OSError:
+                continue
+            with lock:
+                ho["opened"] += 1
+                watched.append(("half_open", sock, time.monotonic()))
+        # The rest spread over the first third of the attack (a non-reader is cut a
+        # --send-timeout after it stalls: most of that falls within the phase).
         events = ["utf8"] * spec.invalid_utf8 + ["non_reader"] * spec.non_readers
         random.Random(spec.seed).shuffle(events)
         gap = spec.duration_s / 3 / max(1, len(events))
         for kind in events:
-            if stop.wait(gap):
+            if stop.wait(gap) or time.monotonic() > end:
                 break
             if kind == "utf8":
                 _invalid_utf8(spec, port, utf8)
-            else:
-                got = _non_reader(spec, port)
-                if got is not None:
+                continue
+            got = _non_reader(spec, port, end)
+            if got is not None:
+                with lock:
                     nr["opened"] += 1
                     watched.append(("non_reader", *got))
-        stop.wait(max(0.0, spec.duration_s - (time.monotonic() - t0)))
-        deadline = time.monotonic() + spec.grace_s
-        while time.monotonic() < deadline and any(
-            kind == "non_reader" or spec.watch_half_open for kind, _, _ in watched
-        ):
-            for item in list(watched):
+
+    thread = threading.Thread(target=opener, name="raw-opener", daemon=True)
+    thread.start()
+    closed: list[socket.socket] = []
+    deadline = None
+    try:
+        while True:
+            with lock:
+                items = list(watched)
+            for item in items:
                 kind, sock, since = item
-                if rawws.peer_closed(sock):
-                    watched.remove(item)
+                if sock not in closed and rawws.peer_closed(sock):
+                    closed.append(sock)
                     info = nr if kind == "non_reader" else ho
                     info["closed_by_server"] += 1
                     key = "closed_after_stall_s" if kind == "non_reader" else "closed_after_s"
                     info[key].append(round(time.monotonic() - since, 2))
+            open_ = [k for k, sock, _ in items if sock not in closed]
+            if deadline is None and (stop.is_set() or time.monotonic() > end):
+                deadline = time.monotonic() + spec.grace_s
+            if deadline is not None and not thread.is_alive() and (
+                time.monotonic() > deadline
+                or not any(k == "non_reader" or spec.watch_half_open for k in open_)
+            ):
+                break
             time.sleep(0.05)
-        nr["still_open"] = sum(1 for kind, _, _ in watched if kind == "non_reader")
-        ho["still_open"] = sum(1 for kind, _, _ in watched if kind == "half_open")
+        nr["still_open"] = open_.count("non_reader")
+        ho["still_open"] = open_.count("half_open")
     finally:
-        for _, sock, _ in watched:
-            sock.close()
+        thread.join(timeout=30)
+        with lock:
+            for _, sock, _ in watched:
+                sock.close()
 
 
 def _invalid_utf8(spec: AttackSpec, port: int, tally: Tally) -> None:
@@ -353,8 +391,10 @@ def _invalid_utf8(spec: AttackSpec, port: int, tally: Tally) -> None:
             tally.wrong(f"answered invalid UTF-8: {payload[:100]!r}")
 
 
-def _non_reader(spec: AttackSpec, port: int) -> tuple[socket.socket, float] | None:
-    """A session that pipelines big echo calls and never reads; (socket, stalled at)."""
+def _non_reader(spec: AttackSpec, port: int,
+                until: float = float("inf")) -> tuple[socket.socket, float] | None:
+    """A session that pipelines big echo calls (until ``until`` at most) and never reads;
+    returns (socket, when it stalled)."""
     try:
         sock, head = rawws.handshake(port, "/", _auth(spec), rcvbuf=4096)
     except OSError:
@@ -368,6 +408,8 @@ def _non_reader(spec: AttackSpec, port: int) -> tuple[socket.socket, float] | No
     sock.settimeout(0.3)  # no progress for 0.3 s: the server stopped reading us
     try:
         for _ in range(NON_READER_CALLS):
+            if time.monotonic() > until:
+                break
             sock.sendall(frame)
     except (TimeoutError, OSError):
         pass
