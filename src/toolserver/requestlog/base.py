@@ -41,6 +41,21 @@ MAX_QUEUE: Final = 100_000
 LOG_EVERY_S: Final = 10.0
 
 
+class _Throttle:
+    """``due()`` is true at most once per ``every_s`` seconds (rate-limited log lines)."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last = -1e9
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return False
+        self._last = now
+        return True
+
+
 class LogStats(NamedTuple):
     """What the metrics and the ``status`` tool show of the request log."""
 
@@ -87,8 +102,8 @@ class RequestLog:
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._broken = False
-        self._last_error_log = -1e9
-        self._last_full_log = -1e9
+        self._error_logged = _Throttle(LOG_EVERY_S)
+        self._full_logged = _Throttle(LOG_EVERY_S)
         #: Queue one row (event-loop thread); never blocks, drops when the queue is full.
         #: A closure over the deque: the hot path pays a call, a len() and an append.
         self.append: Callable[[Row], None] = self._bounded_append()
@@ -109,9 +124,7 @@ class RequestLog:
 
     def _queue_full(self) -> None:
         self.dropped_queue_full += 1
-        now = time.monotonic()
-        if now - self._last_full_log >= LOG_EVERY_S:
-            self._last_full_log = now
+        if self._full_logged.due():
             logger.warning(
                 "request log queue full (%d rows, %s is behind): %d rows dropped so far",
                 self.max_queue,
@@ -172,9 +185,7 @@ class RequestLog:
                 # visible: counted in rows_dropped, logged at most every 10 s.
                 self._broken = True
                 self.dropped_write_failed += len(batch)
-                now = time.monotonic()
-                if now - self._last_error_log >= LOG_EVERY_S:
-                    self._last_error_log = now
+                if self._error_logged.due():
                     logger.exception(
                         "request log write failed; %d rows dropped so far",
                         self.dropped_write_failed,
