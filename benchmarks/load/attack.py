@@ -297,8 +297,9 @@ def _raw_clients(spec: AttackSpec, go: Any, stop: Any, out: dict[str, Any]) -> N
     port = _port(spec)
     utf8 = Tally()
     # planned vs opened: a server that is slow to read lets fewer start within the attack
-    nr: dict[str, Any] = {"planned": spec.non_readers, "opened": 0, "closed_by_server": 0,
-                          "closed_after_stall_s": []}
+    nr: dict[str, Any] = {"planned": spec.non_readers, "opened": 0, "blocked": 0,
+                          "closed_by_server": 0, "closed_after_stall_s": [],
+                          "idle_closed_by_server": 0}
     ho: dict[str, Any] = {"planned": spec.half_open, "opened": 0, "closed_by_server": 0,
                           "closed_after_s": []}
     out.update(invalid_utf8=utf8.counts, non_readers=nr, half_open=ho)
@@ -330,9 +331,11 @@ def _raw_clients(spec: AttackSpec, go: Any, stop: Any, out: dict[str, Any]) -> N
                 continue
             got = _non_reader(spec, port, end)
             if got is not None:
+                sock, since, blocked = got
                 with lock:
                     nr["opened"] += 1
-                    watched.append(("non_reader", *got))
+                    nr["blocked"] += blocked
+                    watched.append(("non_reader" if blocked else "idle_non_reader", sock, since))
 
     thread = threading.Thread(target=opener, name="raw-opener", daemon=True)
     thread.start()
@@ -346,6 +349,9 @@ def _raw_clients(spec: AttackSpec, go: Any, stop: Any, out: dict[str, Any]) -> N
                 kind, sock, since = item
                 if sock not in closed and rawws.peer_closed(sock):
                     closed.append(sock)
+                    if kind == "idle_non_reader":  # (cut by the keepalive, if at all)
+                        nr["idle_closed_by_server"] += 1
+                        continue
                     info = nr if kind == "non_reader" else ho
                     info["closed_by_server"] += 1
                     key = "closed_after_stall_s" if kind == "non_reader" else "closed_after_s"
@@ -392,9 +398,13 @@ def _invalid_utf8(spec: AttackSpec, port: int, tally: Tally) -> None:
 
 
 def _non_reader(spec: AttackSpec, port: int,
-                until: float = float("inf")) -> tuple[socket.socket, float] | None:
-    """A session that pipelines big echo calls (until ``until`` at most) and never reads;
-    returns (socket, when it stalled)."""
+                until: float = float("inf")) -> tuple[socket.socket, float, bool] | None:
+    """A session that pipelines big echo calls (until ``until`` at most) and never reads.
+
+    Returns (socket, when it stopped sending, whether it stopped because the server
+    stopped reading it): only a client the server could not keep writing to is one its
+    ``--send-timeout`` must cut; one that stopped early is merely idle.
+    """
     try:
         sock, head = rawws.handshake(port, "/", _auth(spec), rcvbuf=4096)
     except OSError:
@@ -406,14 +416,15 @@ def _non_reader(spec: AttackSpec, port: int,
                                     "params": {"name": "echo",
                                                "arguments": {"text": NON_READER_TEXT}}}))
     sock.settimeout(0.3)  # no progress for 0.3 s: the server stopped reading us
+    sent = 0
     try:
-        for _ in range(NON_READER_CALLS):
-            if time.monotonic() > until:
-                break
+        while sent < NON_READER_CALLS and time.monotonic() < until:
             sock.sendall(frame)
+            sent += 1
     except (TimeoutError, OSError):
-        pass
-    return sock, time.monotonic()
+        return sock, time.monotonic(), True
+    # all of them out: 6 MiB of answers are more than the kernel buffers hold
+    return sock, time.monotonic(), sent == NON_READER_CALLS
 
 
 # --- the whole attack ---------------------------------------------------------------------
