@@ -152,7 +152,7 @@ def test_admin_provider_validation(start_server: StartServer) -> None:
 def test_admin_provider_settings_are_bounded(start_server: StartServer) -> None:
     """Like echo's delay_ms: no admin call can park every chat for hours (issue 19)."""
     server = start_server("--allow-admin")
-    too_much = [
+    too_much: list[dict[str, float]] = [
         {"latency_ms": 10_001},
         {"latency_ms": 1e300},
         {"spread_ms": 10_001},
