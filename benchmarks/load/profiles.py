@@ -90,6 +90,33 @@ class Soak:
     warmup_s: float = 2.0
 
 
+@dataclass(frozen=True)
+class BadInput:
+    """Well-behaved open-loop load in interleaved phases: unloaded, attacked, ..., unloaded.
+
+    The attacked phases run the attacker (benchmarks/load/attack.py) at the same time; the
+    good clients' p99 there is compared with the unloaded phases of the same run.
+    """
+
+    rate: float = 400.0                 # good clients' open-loop rate, msg/s in total
+    connections: int = 10
+    tool: str = "echo"
+    warmup_s: float = 0.5
+    phase_s: float = 5.0                # each measured phase
+    rounds: int = 1                     # attacked phases (each followed by an unloaded one)
+    attack_rate: float = 400.0          # corpus frames/s over attack_connections
+    attack_connections: int = 4
+    flood_rate: float = 400.0           # unknown methods/s, in bursts, on one connection
+    oversized_per_s: float = 2.0        # sessions closed with 1009, per second
+    invalid_utf8: int = 4               # sessions closed with 1007, per attacked phase
+    non_readers: int = 8                # sessions that never read, per attacked phase
+    half_open: int = 8                  # silent partial handshakes, per attacked phase
+    grace_s: float = 15.0               # after an attacked phase: watch closes, at most
+    watch_half_open: bool = True        # ... of half-open ones too (the server's 10 s timeout)
+    max_frame_bytes: int = 262_144      # the server's --max-frame-bytes (oversized: above)
+    seed: int = 19
+
+
 TABLE: dict[str, dict[str, Any]] = {
     "load_performance": {
         "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.3, duration_s=4.0),
@@ -120,6 +147,15 @@ TABLE: dict[str, dict[str, Any]] = {
         "smoke": Soak(rate=500.0, duration_s=4.0, warmup_s=1.0),
         "quick": Soak(),
         "full": Soak(rate=2000.0, duration_s=3600.0, warmup_s=30.0),
+    },
+    "bad_input": {
+        "smoke": BadInput(rate=200.0, connections=4, warmup_s=0.3, phase_s=1.0,
+                          attack_rate=200.0, attack_connections=2, flood_rate=200.0,
+                          invalid_utf8=2, non_readers=2, half_open=2,
+                          watch_half_open=False),
+        "quick": BadInput(),
+        "full": BadInput(phase_s=20.0, rounds=3, warmup_s=1.0, non_readers=16,
+                         half_open=32),
     },
 }
 

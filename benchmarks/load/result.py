@@ -8,7 +8,7 @@ Top level::
 
     schema        "benchmarks.load/1"
     scenario      load_performance | concurrent_connections | end_to_end_latency |
-                  overload_recovery | soak
+                  overload_recovery | soak | bad_input | adhoc
     profile       smoke | quick | full
     started_at    ISO-8601 UTC;  elapsed_s: wall seconds of the whole run
     passed        true when every criterion with scope "ci" (or "full" when the run was

@@ -107,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest accepted frame; bigger ones close the connection with 1009",
     )
     lim.add_argument(
+        "--max-queued-frames",
+        type=int,
+        default=d.max_queued_frames,
+        help="received frames queued per connection before the server stops reading it "
+        "(TCP back-pressure)",
+    )
+    lim.add_argument(
+        "--send-timeout",
+        type=float,
+        default=d.send_timeout_s,
+        help="seconds a send may wait for a client that does not read (write buffer full); "
+        "then the connection closes with 1008 and frees its slot",
+    )
+    lim.add_argument(
+        "--max-monitoring-streams",
+        type=int,
+        default=d.max_monitoring_streams,
+        help="open /monitoring/ws streams (not counted in --max-connections); beyond it 1013",
+    )
+    lim.add_argument(
         "--drain-timeout",
         type=float,
         default=d.drain_timeout_s,
@@ -172,11 +192,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="sqlite:///path, postgresql://user@host:port/db, or none",
     )
+    r = RequestLogOptions()
     log.add_argument(
         "--request-log-flush",
         type=float,
-        default=RequestLogOptions().flush_interval_s,
+        default=r.flush_interval_s,
         help="seconds between batched writes",
+    )
+    log.add_argument(
+        "--request-log-max-queue",
+        type=int,
+        default=r.max_queue,
+        help="rows waiting for the writer at most; beyond it rows are dropped and counted "
+        "(toolserver_requestlog_rows_dropped_total)",
+    )
+    log.add_argument(
+        "--request-log-timeout",
+        type=float,
+        default=r.timeout_s,
+        help="seconds one batch write may take (SQLite busy timeout, PostgreSQL "
+        "statement_timeout); a slower write fails and its rows are dropped and counted",
     )
 
     misc = serve.add_argument_group("monitoring and admin")
@@ -219,6 +254,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_inflight_per_connection=args.max_inflight_per_connection,
             max_inflight=args.max_inflight,
             max_frame_bytes=args.max_frame_bytes,
+            max_queued_frames=args.max_queued_frames,
+            send_timeout_s=args.send_timeout,
+            max_monitoring_streams=args.max_monitoring_streams,
             drain_timeout_s=args.drain_timeout,
         ),
         provider=ProviderOptions(
@@ -233,7 +271,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             timeout_s=args.provider_timeout,
         ),
         breaker=BreakerOptions(failures=args.breaker_failures, cooldown_s=args.breaker_cooldown),
-        requestlog=RequestLogOptions(url=args.request_log, flush_interval_s=args.request_log_flush),
+        requestlog=RequestLogOptions(
+            url=args.request_log,
+            flush_interval_s=args.request_log_flush,
+            max_queue=args.request_log_max_queue,
+            timeout_s=args.request_log_timeout,
+        ),
         metrics=not args.no_metrics,
         allow_admin=args.allow_admin,
     )

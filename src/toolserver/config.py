@@ -53,6 +53,15 @@ class LimitOptions:
     max_inflight: int = 4096
     #: Largest accepted frame; bigger frames close the connection with 1009.
     max_frame_bytes: int = 1 << 20
+    #: Received frames queued per connection before the server stops reading from it
+    #: (websockets' ``max_queue``): TCP back-pressure instead of memory.
+    max_queued_frames: int = 16
+    #: Seconds a send may wait for a client that does not read (its write buffer full)
+    #: before the connection is closed with 1008; frees its slot and its queued frames.
+    send_timeout_s: float = 10.0
+    #: Open ``/monitoring/ws`` streams (all ports together); beyond it, 1013. Streams do
+    #: not count against ``max_connections``.
+    max_monitoring_streams: int = 16
     #: How long SIGTERM waits for in-flight calls before closing connections.
     drain_timeout_s: float = 10.0
 
@@ -94,6 +103,12 @@ class RequestLogOptions:
     #: ``sqlite:///path``, ``postgresql://...`` or ``none``.
     url: str = DEFAULT_REQUEST_LOG
     flush_interval_s: float = 0.2
+    #: Rows queued for the writer at most; past it rows are dropped (and counted), so
+    #: a stalled database costs log rows, never memory or event-loop time.
+    max_queue: int = 100_000
+    #: Longest one batch write may take (SQLite busy timeout, PostgreSQL
+    #: ``statement_timeout``); a write over it fails and its rows are dropped (counted).
+    timeout_s: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

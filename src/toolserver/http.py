@@ -11,16 +11,24 @@ WebSocket handshake. So one port serves both the MCP endpoint and these routes:
 ``/monitoring``     the dashboard page (package data ``static/dashboard.html``)
 ``/static/<file>``  vendored assets under ``static/`` (``vendor/uPlot...``)
 ``/monitoring/ws``  WebSocket: one snapshot per second (:func:`monitoring_stream`)
+``/``               WebSocket: the MCP endpoint (the server's own handler)
 ==================  =========================================================
+
+(``/healthz`` and ``/monitoring/`` are aliases.) A plain GET on either WebSocket path
+gets 426 Upgrade Required.
 
 :func:`serve_monitoring` serves the same routes on a separate port instead, for
 deployments that keep monitoring off the public WebSocket port.
 
-WebSocket upgrade requests (other than the ones the server routes itself) are never
-intercepted, so the MCP hot path pays one dict lookup per *connection*, nothing per
-message. Monitoring routes are deliberately unauthenticated (like a health check): they
-expose counts, never request contents. The server wraps this hook if it wants a token
-check for them too.
+One rule decides where a request goes, :func:`endpoint`: the path (query string
+ignored) must be *exactly* one of the routes above (``/static/`` plus a packaged file
+name), :data:`MONITORING_WS_PATH` or :data:`MCP_PATH`. Nothing is decoded or
+normalised (``/health/``, ``//``, ``/%68ealth``, ``/health/../`` are all unknown), and
+an unknown path gets 404 before any WebSocket session opens. The server's bearer-token
+check uses the same function, so a path can never be "monitoring" for the token check
+and "MCP" for the handler. The MCP hot path pays one dict lookup per *connection*,
+nothing per message. Monitoring routes are deliberately unauthenticated (like a health
+check): they expose counts, never request contents.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import enum
 import http
 import json
 import mimetypes
@@ -35,7 +44,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -43,17 +52,23 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from toolserver.connection import connection_class
 from toolserver.metrics import ServerMetrics
 
 __all__ = [
+    "MCP_PATH",
     "MONITORING_WS_PATH",
     "AppState",
+    "Endpoint",
+    "endpoint",
     "make_process_request",
     "monitoring_stream",
     "serve_monitoring",
 ]
 
-MONITORING_WS_PATH = "/monitoring/ws"
+#: The one path where a WebSocket upgrade reaches the MCP handler.
+MCP_PATH: Final = "/"
+MONITORING_WS_PATH: Final = "/monitoring/ws"
 
 ProcessRequest = Callable[[ServerConnection, Request], Response | None]
 
@@ -66,52 +81,126 @@ class AppState(Protocol):
     started_at: float  # time.monotonic()
     draining: bool
     connection_count: int
+    #: ``/monitoring/ws`` streams open now (on every port) and their cap.
+    monitoring_streams: int
+    max_monitoring_streams: int
 
 
-def make_process_request(app: AppState) -> ProcessRequest:
-    """Return the ``process_request`` hook serving the monitoring routes for ``app``."""
-    routes: dict[str, Callable[[AppState], Response]] = {
-        "/health": _health,
-        "/healthz": _health,
-        "/metrics": _prometheus,
-        "/api/metrics": _api_metrics,
-        "/monitoring": _dashboard,
-        "/monitoring/": _dashboard,
+class Endpoint(enum.Enum):
+    """Where a request goes; decided by :func:`endpoint` alone."""
+
+    MCP = "mcp"  # WebSocket: the MCP handler (the only place a token is checked)
+    STREAM = "stream"  # WebSocket: /monitoring/ws
+    PAGE = "page"  # plain HTTP: /health, /metrics, /api/metrics, /monitoring
+    STATIC = "static"  # plain HTTP: a packaged asset
+    UNKNOWN = "unknown"  # 404, whatever the method or headers
+
+
+def _health(app: AppState) -> Response:
+    draining = bool(app.draining)
+    body = {
+        "status": "draining" if draining else "ok",
+        "uptime_s": round(time.monotonic() - app.started_at, 3),
+        "version": app.version,
+        "connections": app.connection_count,
     }
+    status = http.HTTPStatus.SERVICE_UNAVAILABLE if draining else http.HTTPStatus.OK
+    return _json(status, body)
+
+
+def _prometheus(app: AppState) -> Response:
+    return _response(http.HTTPStatus.OK, app.metrics.prometheus_text(), CONTENT_TYPE_LATEST)
+
+
+def _api_metrics(app: AppState) -> Response:
+    return _json(http.HTTPStatus.OK, _snapshot(app))
+
+
+def _dashboard(app: AppState) -> Response:
+    body = _asset("dashboard.html")
+    if body is None:
+        return _json(http.HTTPStatus.NOT_FOUND, {"error": "dashboard not packaged"})
+    return _response(http.HTTPStatus.OK, body, "text/html; charset=utf-8")
+
+
+_PAGES: Final[dict[str, Callable[[AppState], Response]]] = {
+    "/health": _health,
+    "/healthz": _health,
+    "/metrics": _prometheus,
+    "/api/metrics": _api_metrics,
+    "/monitoring": _dashboard,
+    "/monitoring/": _dashboard,
+}
+_STATIC_PREFIX: Final = "/static/"
+
+
+def endpoint(path: str) -> Endpoint:
+    """The endpoint a request target names: exact paths only, the query string ignored.
+
+    Pure and total: every request the server sees goes through this one function, for
+    the token check and for the routing alike.
+    """
+    target = path.partition("?")[0]
+    if target == MCP_PATH:
+        return Endpoint.MCP
+    if target == MONITORING_WS_PATH:
+        return Endpoint.STREAM
+    if target in _PAGES:
+        return Endpoint.PAGE
+    if target.startswith(_STATIC_PREFIX) and target[len(_STATIC_PREFIX) :] in _asset_index():
+        return Endpoint.STATIC
+    return Endpoint.UNKNOWN
+
+
+def make_process_request(app: AppState, *, mcp: bool = True) -> ProcessRequest:
+    """Return the ``process_request`` hook serving the monitoring routes for ``app``.
+
+    ``None`` (go on with the WebSocket handshake) only for a WebSocket upgrade to
+    :data:`MONITORING_WS_PATH` or, when ``mcp``, to :data:`MCP_PATH`; every other
+    request is answered here, unknown paths with 404.
+    """
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        route = routes.get(path)
-        if route is not None:
-            return route(app)
-        if path.startswith("/static/"):
-            return _static(path[len("/static/") :])
-        if path == MONITORING_WS_PATH or _is_upgrade(request.headers):
-            return None  # WebSocket: MCP endpoint or the dashboard stream
-        return _json(http.HTTPStatus.NOT_FOUND, {"error": "not found", "routes": sorted(routes)})
+        kind = endpoint(request.path)
+        target = request.path.partition("?")[0]
+        if kind is Endpoint.PAGE:
+            return _PAGES[target](app)
+        if kind is Endpoint.STATIC:
+            return _static(target[len(_STATIC_PREFIX) :])
+        if kind is Endpoint.STREAM or (kind is Endpoint.MCP and mcp):
+            if _is_upgrade(request.headers):
+                return None
+            response = _json(
+                http.HTTPStatus.UPGRADE_REQUIRED, {"error": "WebSocket endpoint: upgrade"}
+            )
+            response.headers["Upgrade"] = "websocket"
+            return response
+        return _json(http.HTTPStatus.NOT_FOUND, {"error": "not found", "routes": sorted(_PAGES)})
 
     return process_request
 
 
-async def serve_monitoring(app: AppState, host: str, port: int) -> Server:
+async def serve_monitoring(
+    app: AppState, host: str, port: int, *, send_timeout: float | None = None
+) -> Server:
     """Serve the monitoring routes alone on their own port (for a ``--monitoring-port``).
 
-    Same routes and stream as on the WebSocket port, but any other WebSocket upgrade is
+    Same routes and stream as on the WebSocket port, but an upgrade to the MCP path is
     answered 404, so this listener never reaches the MCP handler. The caller closes the
     returned server (``server.close(); await server.wait_closed()``).
     """
-    hook = make_process_request(app)
-
-    def only_monitoring(connection: ServerConnection, request: Request) -> Response | None:
-        response = hook(connection, request)
-        if response is None and request.path.split("?", 1)[0] != MONITORING_WS_PATH:
-            return _json(http.HTTPStatus.NOT_FOUND, {"error": "not found"})
-        return response
 
     async def handler(websocket: ServerConnection) -> None:
         await monitoring_stream(websocket, app)
 
-    return await serve(handler, host, port, process_request=only_monitoring, compression=None)
+    return await serve(
+        handler,
+        host,
+        port,
+        process_request=make_process_request(app, mcp=False),
+        compression=None,
+        create_connection=connection_class(send_timeout),
+    )
 
 
 async def monitoring_stream(websocket: ServerConnection, app: AppState) -> None:
@@ -121,7 +210,22 @@ async def monitoring_stream(websocket: ServerConnection, app: AppState) -> None:
     points) so the dashboard's charts are full as soon as it connects. Incoming frames
     are ignored. Once the server drains, one last snapshot (``"draining": true``) is sent
     and the stream closes with 1001, so an open dashboard never holds up shutdown.
+
+    Streams have their own cap (``max_monitoring_streams``, every port together), not
+    ``--max-connections``: past it a stream is closed at once with 1013.
     """
+    if app.monitoring_streams >= app.max_monitoring_streams:
+        app.metrics.connection_rejected("stream_capacity")
+        await websocket.close(1013, "too many monitoring streams, try again later")
+        return
+    app.monitoring_streams += 1
+    try:
+        await _stream(websocket, app)
+    finally:
+        app.monitoring_streams -= 1
+
+
+async def _stream(websocket: ServerConnection, app: AppState) -> None:
     metrics = app.metrics
     first = True
     with contextlib.suppress(ConnectionClosed):
@@ -156,33 +260,6 @@ def _snapshot(app: AppState) -> dict[str, Any]:
     doc["version"] = app.version
     doc["draining"] = bool(app.draining) or bool(doc.get("draining"))
     return doc
-
-
-def _health(app: AppState) -> Response:
-    draining = bool(app.draining)
-    body = {
-        "status": "draining" if draining else "ok",
-        "uptime_s": round(time.monotonic() - app.started_at, 3),
-        "version": app.version,
-        "connections": app.connection_count,
-    }
-    status = http.HTTPStatus.SERVICE_UNAVAILABLE if draining else http.HTTPStatus.OK
-    return _json(status, body)
-
-
-def _prometheus(app: AppState) -> Response:
-    return _response(http.HTTPStatus.OK, app.metrics.prometheus_text(), CONTENT_TYPE_LATEST)
-
-
-def _api_metrics(app: AppState) -> Response:
-    return _json(http.HTTPStatus.OK, _snapshot(app))
-
-
-def _dashboard(app: AppState) -> Response:
-    body = _asset("dashboard.html")
-    if body is None:
-        return _json(http.HTTPStatus.NOT_FOUND, {"error": "dashboard not packaged"})
-    return _response(http.HTTPStatus.OK, body, "text/html; charset=utf-8")
 
 
 def _static(name: str) -> Response:

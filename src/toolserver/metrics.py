@@ -225,7 +225,7 @@ class ServerMetrics:
         self._prov_hists: dict[str, _Hist] = {}
         # attached views of server state (set by attach())
         self._breakers: Callable[[], dict[str, str]] = dict
-        self._requestlog: Callable[[], tuple[int, int]] | None = None
+        self._requestlog: Callable[[], tuple[int, int, int, int]] | None = None
         self._connections: Callable[[], int] | None = None
         self._draining: Callable[[], bool] = lambda: False
         # per-second frames and dashboard history
@@ -253,7 +253,9 @@ class ServerMetrics:
         self.connections_closed += 1
 
     def connection_rejected(self, reason: str) -> None:
-        """Refused connection: ``capacity`` (1013), ``auth`` (401), ``frame_too_big`` (1009)."""
+        """Refused or cut connection: ``capacity`` (1013), ``auth`` (401), ``frame_too_big``
+        (1009), ``send_timeout`` (1008, the client stopped reading), ``stream_capacity``
+        (1013 on ``/monitoring/ws``)."""
         d = self.connections_rejected
         d[reason] = d.get(reason, 0) + 1
 
@@ -315,7 +317,7 @@ class ServerMetrics:
         self,
         *,
         breakers: Callable[[], dict[str, str]],
-        requestlog: Callable[[], tuple[int, int]],
+        requestlog: Callable[[], tuple[int, int, int, int]],
         connections: Callable[[], int],
         draining: Callable[[], bool],
     ) -> None:
@@ -387,14 +389,15 @@ class ServerMetrics:
             return self._connections()
         return self.connections_opened - self.connections_closed
 
-    def requestlog_state(self) -> tuple[int, int]:
-        """(queue depth, rows written) of the request log, (0, 0) when not attached."""
+    def requestlog_state(self) -> tuple[int, int, int, int]:
+        """(queue depth, rows written, rows dropped because the queue was full, rows
+        dropped because a write failed) of the request log; zeros when not attached."""
         if self._requestlog is None:
-            return (0, 0)
+            return (0, 0, 0, 0)
         try:
             return self._requestlog()
         except Exception:  # a broken view must not break monitoring
-            return (0, 0)
+            return (0, 0, 0, 0)
 
     def breaker_states(self) -> dict[str, str]:
         """provider -> closed|open|half_open, ``{}`` when not attached."""
@@ -567,7 +570,8 @@ class ServerMetrics:
             latency: window_s (60), overall / last_10s / last_1s / by_tool{tool or method}
                      each {count, mean_ms, p50_ms, p95_ms, p99_ms} (busy excluded)
             providers{name}: calls, failures, breaker, latency{count, mean_ms, p50_ms,...}
-            requestlog: queue_depth, rows_written
+            requestlog: queue_depth, rows_written, rows_dropped,
+                        rows_dropped_by_reason{queue_full, write_failed}
             process: cpu_seconds, cpu_percent, rss_bytes, open_fds, threads
 
         Rates are over *up to* the window (less right after start); a value is ``None``
@@ -576,7 +580,7 @@ class ServerMetrics:
         if self._frames and time.monotonic() - self._frames[-1].t > 1.5:
             self.tick()
         d = self._derived
-        queue_depth, rows_written = self.requestlog_state()
+        queue_depth, rows_written, dropped_full, dropped_failed = self.requestlog_state()
         breakers = self.breaker_states()
         by_outcome = dict.fromkeys(REQUEST_OUTCOMES, 0)
         by_method: dict[str, int] = {}
@@ -631,7 +635,15 @@ class ServerMetrics:
             "rejections": {"overload": by_outcome["busy"], "rate": d["rates"]["rejections"]},
             "latency": d["latency"],
             "providers": providers,
-            "requestlog": {"queue_depth": queue_depth, "rows_written": rows_written},
+            "requestlog": {
+                "queue_depth": queue_depth,
+                "rows_written": rows_written,
+                "rows_dropped": dropped_full + dropped_failed,
+                "rows_dropped_by_reason": {
+                    "queue_full": dropped_full,
+                    "write_failed": dropped_failed,
+                },
+            },
             "process": {
                 "cpu_seconds": round(self._cpu_seconds(), 3),
                 "cpu_percent": d["cpu_percent"],
@@ -713,11 +725,19 @@ class _Collector(Collector):
             sum(n for (_, _, outcome), n in counts.items() if outcome == "busy"),
         )
         yield from self._providers()
-        queue_depth, rows = m.requestlog_state()
+        queue_depth, rows, dropped_full, dropped_failed = m.requestlog_state()
         g = GaugeMetricFamily("toolserver_requestlog_queue_depth", "Request-log rows queued")
         g.add_metric([], queue_depth)
         yield g
         yield _counter("toolserver_requestlog_rows_written", "Request-log rows written", rows)
+        c = CounterMetricFamily(
+            "toolserver_requestlog_rows_dropped",
+            "Request-log rows lost: queue full (database behind) or a failed write",
+            labels=["reason"],
+        )
+        c.add_metric(["queue_full"], dropped_full)
+        c.add_metric(["write_failed"], dropped_failed)
+        yield c
         yield from self._process()
 
     def _info(self) -> Iterator[Metric]:

@@ -13,10 +13,12 @@ Hot path, per text frame on one connection:
    carrying its request id.
 4. One tuple is appended to the request log's deque and the metrics hooks
    bump plain counters; nothing is formatted or logged per message.
+5. After ``TURN_S`` of back-to-back messages a connection yields to the event
+   loop once, so a client pipelining large frames cannot starve the others.
 
 Everything that must not hurt other clients (bad JSON, oversized frames,
-crashing tools, failing providers) is contained to one response or one
-connection.
+crashing tools, failing providers, a client that stops reading) is contained to
+one response or one connection.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from websockets.typing import Subprotocol
 from . import __version__
 from .breaker import CircuitBreaker
 from .config import ServerConfig
-from .http import MONITORING_WS_PATH, make_process_request, monitoring_stream, serve_monitoring
+from .connection import SEND_TIMEOUT_CODE, connection_class
+from .http import Endpoint, endpoint, make_process_request, monitoring_stream, serve_monitoring
 from .limits import InflightLimiter
 from .metrics import ServerMetrics
 from .protocol import (
@@ -71,6 +74,8 @@ logger = logging.getLogger("toolserver.server")
 #: MCP revisions this server speaks; the first is offered to clients asking for others.
 PROTOCOL_VERSIONS: Final = ("2025-06-18", "2025-11-25", "2025-03-26", "2024-11-05")
 SUBPROTOCOL: Final = Subprotocol("mcp")
+#: Longest a connection's read loop runs before it yields to the event loop (fairness).
+TURN_S: Final = 0.002
 #: websockets' write buffer high-water mark. The default 32 KiB makes send()
 #: wait for the socket to drain often under pipelining; 256 KiB per connection
 #: keeps that rare while still bounding memory for a client that stops reading.
@@ -83,9 +88,10 @@ _ADMIN_PROVIDER_SCHEMA: Final = {
     "properties": {
         "provider": {"type": "string"},
         "failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
-        "latency_ms": {"type": "number", "minimum": 0},
-        "spread_ms": {"type": "number", "minimum": 0},
-        "tokens": {"type": "integer", "minimum": 0},
+        # The same ceiling as echo's delay_ms: a call must never be parked for hours.
+        "latency_ms": {"type": "number", "minimum": 0, "maximum": 10000},
+        "spread_ms": {"type": "number", "minimum": 0, "maximum": 10000},
+        "tokens": {"type": "integer", "minimum": 0, "maximum": 32768},
     },
     "required": ["provider"],
     "additionalProperties": False,
@@ -138,12 +144,17 @@ class ServerState:
         self.started_at = time.monotonic()
         self.draining = False
         self.connection_count = 0
+        self.monitoring_streams = 0
+        self.max_monitoring_streams = config.limits.max_monitoring_streams
         self.metrics = metrics if metrics is not None else ServerMetrics(enabled=config.metrics)
         self.requestlog = (
             requestlog
             if requestlog is not None
             else open_request_log(
-                config.requestlog.url, flush_interval_s=config.requestlog.flush_interval_s
+                config.requestlog.url,
+                flush_interval_s=config.requestlog.flush_interval_s,
+                max_queue=config.requestlog.max_queue,
+                timeout_s=config.requestlog.timeout_s,
             )
         )
         self.providers = providers if providers is not None else make_providers(config.provider)
@@ -173,7 +184,7 @@ class ServerState:
             connections=lambda: self.connection_count,
             draining=lambda: self.draining,
         )
-        self._token = f"Bearer {config.network.token}".encode() if config.network.token else None
+        self._token = _bearer(config.network.token) if config.network.token else None
         self._http_hook = make_process_request(self)
         # Bound once: both run on every tools/call.
         self._log_append = self.requestlog.append
@@ -192,7 +203,7 @@ class ServerState:
         return {name: breaker.state for name, breaker in self.breakers.items()}
 
     def status(self) -> dict[str, Any]:
-        depth, written = self.requestlog.stats()
+        depth, written, _, _ = self.requestlog.stats()
         return {
             "version": self.version,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
@@ -216,29 +227,46 @@ class ServerState:
     ) -> HTTPResponse | None:
         """Bearer-token check for the MCP endpoint, then the monitoring routes.
 
-        Monitoring routes (health, metrics, dashboard and its stream) stay
-        open like a health check: they expose counts, never request contents.
+        :func:`toolserver.http.endpoint` alone says which endpoint a path is, for this
+        check and for the routing: only :data:`~toolserver.http.MCP_PATH` is the MCP
+        endpoint, unknown paths get 404 from the hook before any session opens.
+        Monitoring routes (health, metrics, dashboard and its stream) stay open like a
+        health check: they expose counts, never request contents.
         """
-        if self._token is not None and not request.path.startswith(
-            ("/monitoring", "/health", "/metrics", "/api/metrics", "/static/")
+        if (
+            self._token is not None
+            and endpoint(request.path) is Endpoint.MCP
+            and not self._authorized(request)
         ):
-            got = request.headers.get("Authorization", "").encode()
-            # compare_digest: the time taken must not reveal how much matched.
-            if not hmac.compare_digest(got, self._token):
-                self.metrics.connection_rejected("auth")
-                response = connection.respond(
-                    http.HTTPStatus.UNAUTHORIZED, "missing or invalid bearer token\n"
-                )
-                response.headers["WWW-Authenticate"] = 'Bearer realm="toolserver"'
-                return response
+            self.metrics.connection_rejected("auth")
+            response = connection.respond(
+                http.HTTPStatus.UNAUTHORIZED, "missing or invalid bearer token\n"
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="toolserver"'
+            return response
         return self._http_hook(connection, request)
+
+    def _authorized(self, request: HTTPRequest) -> bool:
+        """Exactly one ``Authorization`` header, equal to ``Bearer <token>`` byte for byte."""
+        assert self._token is not None
+        values = request.headers.get_all("Authorization")
+        if len(values) != 1:
+            return False  # none, or several (which one would a proxy have checked?)
+        got = _header_bytes(values[0])
+        # compare_digest on bytes: the time taken must not reveal how much matched.
+        return got is not None and hmac.compare_digest(got, self._token)
 
     # --- connections ------------------------------------------------------------------
 
     async def handler(self, ws: ServerConnection) -> None:
         """websockets' connection handler."""
-        if ws.request is not None and ws.request.path.split("?", 1)[0] == MONITORING_WS_PATH:
+        route = endpoint(ws.request.path) if ws.request is not None else Endpoint.UNKNOWN
+        if route is Endpoint.STREAM:
             await monitoring_stream(ws, self)
+            return
+        if route is not Endpoint.MCP:
+            # process_request answers every other path itself; never serve MCP there.
+            await ws.close(1008, "not found")
             return
         if self.connection_count >= self.config.limits.max_connections or self.draining:
             self.metrics.connection_rejected("capacity")
@@ -252,8 +280,11 @@ class ServerState:
         try:
             await self._read_loop(session)
         except ConnectionClosed as exc:
-            if exc.sent is not None and exc.sent.code == 1009:
+            code = exc.sent.code if exc.sent is not None else None
+            if code == 1009:
                 self.metrics.connection_rejected("frame_too_big")
+            elif code == SEND_TIMEOUT_CODE:
+                self.metrics.connection_rejected("send_timeout")
         finally:
             self.sessions.discard(session)
             self.connection_count -= 1
@@ -275,9 +306,19 @@ class ServerState:
         request_done = metrics.request_done
         perf_counter = time.perf_counter
         tools_call = self._tools_call
+        sleep = asyncio.sleep
+        # Queued messages are handled back to back without yielding (a recv() of a
+        # queued message and a send() into a non-full buffer never suspend), so a client
+        # pipelining large frames would hold the event loop for its whole backlog.
+        # Each connection's turn ends after TURN_S: then it yields once to the loop.
+        turn_end = 0.0
+        frame: str | None
         async for message in ws:
             start = perf_counter()
+            if start > turn_end:
+                turn_end = start + TURN_S
             message_in(len(message))
+            frame = None
             try:
                 if type(message) is not str:
                     frame = BINARY_FRAME_ERROR
@@ -285,23 +326,19 @@ class ServerState:
                 else:
                     request = parse(message)
                     if type(request) is not Request:
-                        if request is None:
-                            continue  # a client response: nothing to answer
-                        assert isinstance(request, str)
-                        frame = request
-                        request_done("invalid", None, "error", perf_counter() - start)
+                        if request is not None:  # None: a client response, no answer
+                            assert isinstance(request, str)
+                            frame = request
+                            request_done("invalid", None, "error", perf_counter() - start)
                     elif request.is_notification:
                         # notifications/initialized, notifications/cancelled, ...:
                         # never answered; unknown ones (a tools/call without id
                         # included) are ignored, as JSON-RPC allows.
                         if request.method == "notifications/initialized":
                             session.initialized = True
-                        continue
                     elif request.method == "tools/call":
-                        answer = tools_call(session, request, start)
-                        if answer is None:
-                            continue  # running as a task; it answers when done
-                        frame = answer
+                        # None: running as a task, which answers when done
+                        frame = tools_call(session, request, start)
                     else:
                         frame = self._call_method(session, request, start)
             except Exception:
@@ -309,8 +346,12 @@ class ServerState:
                 # message an error, not the connection (or the server).
                 logger.exception("unexpected error handling a message")
                 frame = error_frame(None, INTERNAL_ERROR, "internal error")
-            await send(frame)
-            message_out(len(frame))
+            if frame is not None:
+                await send(frame)
+                message_out(len(frame))
+            if perf_counter() > turn_end:
+                turn_end = 0.0
+                await sleep(0)
 
     def _call_method(self, session: Session, request: Request, start: float) -> str:
         """Everything but ``tools/call``: cheap methods answered inline."""
@@ -529,6 +570,27 @@ class ServerState:
             logger.warning("some connections did not close in time")
 
 
+def _bearer(token: str) -> bytes:
+    """The exact ``Authorization`` value a client must send, as bytes on the wire."""
+    return b"Bearer " + token.encode()
+
+
+def _header_bytes(value: str) -> bytes | None:
+    """A header value back as the bytes the client sent (None if they cannot be recovered).
+
+    websockets decodes header values as ISO-8859-1 (current releases: any byte maps to
+    one character) or as ASCII with surrogateescape (older ones); this undoes either
+    exactly, so a raw non-UTF-8 header is compared (and refused) like any other instead
+    of raising, and a non-ASCII token matches the UTF-8 bytes a client sends for it.
+    """
+    for encoding, errors in (("latin-1", "strict"), ("utf-8", "surrogateescape")):
+        try:
+            return value.encode(encoding, errors)
+        except UnicodeEncodeError:
+            continue
+    return None
+
+
 #: Accept queue length (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 1024
 
@@ -561,7 +623,10 @@ async def run_server(
     try:
         if config.network.monitoring_port is not None:
             monitoring = await serve_monitoring(
-                state, config.network.host, config.network.monitoring_port
+                state,
+                config.network.host,
+                config.network.monitoring_port,
+                send_timeout=limits.send_timeout_s,
             )
             mon_port = monitoring.sockets[0].getsockname()[1]
             # stderr: stdout's first line is reserved for the MCP URL (the contract).
@@ -579,7 +644,9 @@ async def run_server(
             process_request=state.process_request,
             compression=None,
             max_size=limits.max_frame_bytes,
+            max_queue=limits.max_queued_frames,
             write_limit=WRITE_LIMIT,
+            create_connection=connection_class(limits.send_timeout_s),
             server_header=f"toolserver/{__version__}",
             # asyncio's default accept backlog is 100: a burst of 1000 connects then
             # overflows it and the kernel makes clients retry their SYN after ~1 s.

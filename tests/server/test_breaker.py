@@ -147,3 +147,27 @@ def test_admin_provider_validation(start_server: StartServer) -> None:
         started = time.monotonic()
         assert "x" in text_of(rpc(ws, call("chat", 4, prompt="x", provider="kimi")))
         assert time.monotonic() - started < 0.5
+
+
+def test_admin_provider_settings_are_bounded(start_server: StartServer) -> None:
+    """Like echo's delay_ms: no admin call can park every chat for hours (issue 19)."""
+    server = start_server("--allow-admin")
+    too_much: list[dict[str, float]] = [
+        {"latency_ms": 10_001},
+        {"latency_ms": 1e300},
+        {"spread_ms": 10_001},
+        {"tokens": 32_769},
+        {"tokens": 10**30},
+    ]
+    with server.connect() as ws:
+        for i, settings in enumerate(too_much):
+            answer = rpc(ws, request("admin/provider", i, provider="glm", **settings))
+            assert answer["error"]["code"] == -32602, (settings, answer)
+        # Nothing was applied, and the ceilings themselves are accepted.
+        edge = rpc(ws, request("admin/provider", "edge", provider="glm", latency_ms=10_000,
+                               spread_ms=10_000, tokens=32_768))  # fmt: skip
+        assert edge["result"]["latency_ms"] == 10_000
+        restored = rpc(ws, request("admin/provider", "back", provider="glm", latency_ms=1,
+                                   spread_ms=0, tokens=8))  # fmt: skip
+        assert restored["result"]["tokens"] == 8
+        assert "8 tokens" in text_of(rpc(ws, call("chat", "c", prompt="x")))

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
-from serverproc import ServerProcess, call, recv_all, text_of
+from serverproc import ServerProcess, call, recv_all, rpc, text_of
 
 StartServer = Callable[..., ServerProcess]
 
@@ -30,8 +30,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@pytest.fixture(scope="module")
+def postgres_cluster() -> Iterator[str]:
+    """One throwaway cluster for the module (initdb costs seconds); URL of its server."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
@@ -59,11 +60,22 @@ def postgres_url() -> Iterator[str]:
             "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start")  # fmt: skip
         try:
-            yield f"postgresql://toolserver@127.0.0.1:{port}/postgres"
+            yield f"postgresql://toolserver@127.0.0.1:{port}"
         finally:
             run(pg_ctl, "-D", data, "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database of the module's cluster for each test."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:40].lower()
+    with psycopg.connect(f"{postgres_cluster}/postgres", autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_cluster}/{name}"
 
 
 def test_request_log_in_postgres_keeps_every_row(
@@ -89,3 +101,39 @@ def test_bad_request_log_url_fails_at_startup(start_server: StartServer) -> None
         start_server(request_log="mysql://nope")
     with pytest.raises(RuntimeError, match="cannot open request log"):
         start_server(request_log="sqlite:////nonexistent-dir/x.sqlite3")
+
+
+def test_a_locked_table_times_out_instead_of_hanging_the_writer(
+    start_server: StartServer, postgres_url: str
+) -> None:
+    """statement_timeout on the log's connection (issue 19): a write blocked on a lock
+    fails after --request-log-timeout, its rows are counted as dropped, and the writer
+    goes on once the table is free again, instead of hanging for as long as the lock."""
+    import json
+    import time
+    import urllib.request
+
+    import psycopg
+
+    server = start_server("--request-log-timeout", "0.5", request_log=postgres_url)
+
+    def dropped() -> dict[str, int]:
+        with urllib.request.urlopen(server.http_url + "/api/metrics", timeout=5) as r:
+            return json.loads(r.read())["requestlog"]["rows_dropped_by_reason"]  # type: ignore[no-any-return]
+
+    with server.connect() as ws, psycopg.connect(postgres_url) as locker:
+        locker.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")  # until rollback
+        assert text_of(rpc(ws, call("echo", 1, text="during"))) == "during"
+        deadline = time.monotonic() + 15
+        while dropped()["write_failed"] == 0:
+            assert time.monotonic() < deadline, "the write hung on the lock"
+            time.sleep(0.1)
+        locker.rollback()
+        for i in range(3):
+            assert text_of(rpc(ws, call("echo", f"after{i}", text="x"))) == "x"
+    assert server.terminate() == 0
+    with psycopg.connect(postgres_url) as db:
+        (n,) = db.execute("SELECT count(*) FROM requests").fetchone()  # type: ignore[misc]
+        (timeout,) = db.execute("SHOW statement_timeout").fetchone()  # type: ignore[misc]
+    assert n == 3  # the rows after the lock; the one during it was dropped (counted)
+    assert timeout == "0", "the test's own session keeps the server default"

@@ -91,6 +91,8 @@ def test_cli_help_and_version() -> None:
         "--port", "--token", "--max-connections", "--max-inflight-per-connection",
         "--max-frame-bytes", "--provider-latency-ms", "--provider-base-url",
         "--breaker-failures", "--request-log", "--allow-admin", "--drain-timeout",
+        "--send-timeout", "--max-queued-frames", "--max-monitoring-streams",
+        "--request-log-max-queue", "--request-log-timeout",
     )  # fmt: skip
     for flag in flags:
         assert flag in out

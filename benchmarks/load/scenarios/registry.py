@@ -3,7 +3,8 @@
 The extra arguments only apply to a server the instrument starts (``--server-python``):
 the overload scenario needs ``--allow-admin`` for failure injection and a small global
 in-flight cap so that "capacity" is set by the cap (echo with a delay), not by how fast
-this particular machine's CPU is.
+this particular machine's CPU is; bad_input a short ``--send-timeout`` and the frame
+limit its oversized frames are sized against.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..result import ScenarioResult
 from ..runner import Runner
 from . import (
     adhoc,
+    bad_input,
     concurrent_connections,
     end_to_end_latency,
     load_performance,
@@ -35,6 +37,8 @@ SCENARIOS: dict[str, tuple[RunFn, ServerOptions]] = {
                           (("--allow-admin",), ("--max-inflight", "32"))),
     "soak": (soak.run, ()),
     "adhoc": (adhoc.run, ()),
+    # not in ALL (nor in asv): it needs a server that knows --send-timeout
+    "bad_input": (bad_input.run, bad_input.SERVER_ARGS),
 }
 
 #: What ``--scenario all`` runs, in order.

@@ -22,8 +22,12 @@ COPY = "COPY requests (ts, session, tool, provider, status, latency_ms) FROM STD
 
 
 class PostgresBackend(Backend):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, statement_timeout_s: float = 5.0) -> None:
         self.url = url
+        #: Server-side bound on every statement of this connection (a locked table, a
+        #: stuck server): the write fails, its rows are counted as dropped, the writer
+        #: reconnects and goes on instead of hanging.
+        self.statement_timeout_s = statement_timeout_s
         self._conn: Any = None
 
     def describe(self) -> str:
@@ -35,8 +39,17 @@ class PostgresBackend(Backend):
         # Imported lazily: psycopg is an optional dependency (extra "postgres").
         import psycopg
 
-        self._conn = psycopg.connect(self.url)
+        kwargs: dict[str, Any] = {}
+        if "connect_timeout" not in self.url:  # the URL's own setting wins
+            kwargs["connect_timeout"] = max(1, round(self.statement_timeout_s))
+        self._conn = psycopg.connect(self.url, **kwargs)
         with self._conn.transaction():
+            # Session-wide (not SET LOCAL): it outlives this transaction, and comes
+            # first so that even the schema statement cannot hang.
+            self._conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                [f"{max(1, round(self.statement_timeout_s * 1000))}ms"],
+            )
             self._conn.execute(SCHEMA)
 
     def write(self, rows: list[Row]) -> None:

@@ -38,8 +38,10 @@ _INSERT_FULL = _insert(ROWS_PER_STATEMENT)
 
 
 class SQLiteBackend(Backend):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, timeout_s: float = 5.0) -> None:
         self.path = path
+        #: How long a write waits for another process's lock before it fails.
+        self.timeout_s = timeout_s
         self._db: sqlite3.Connection | None = None
 
     def describe(self) -> str:
@@ -48,7 +50,7 @@ class SQLiteBackend(Backend):
     def open(self) -> None:
         # Opened in the writer thread: sqlite3 connections are bound to the
         # thread that created them.
-        db = sqlite3.connect(self.path)
+        db = sqlite3.connect(self.path, timeout=self.timeout_s)
         # WAL lets readers (tests, dashboards) query while the server writes;
         # synchronous=NORMAL is durable across process crashes, which is all a
         # request log needs.
