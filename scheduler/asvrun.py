@@ -276,8 +276,8 @@ class AsvProject:
         try:  # asv's page loads its scripts from CDNs: serve local copies instead
             make_offline(self.html_dir)
         except OfflineSiteError as exc:
-            raise AsvError(f"asv published {self.html_dir}, but the site needs the internet: "
-                           f"{exc}") from None
+            raise AsvError(f"asv published {self.html_dir}, but the site would need the "
+                           f"internet: {exc}") from None
         return proc.stdout
 
     # ---- results on disk ---------------------------------------------------------------

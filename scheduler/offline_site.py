@@ -171,14 +171,15 @@ def rewrite_page(page: str, vendored: Sequence[VendoredFile]) -> str:
 def _changed_page_message(unknown: Iterable[str], missing: Iterable[str]) -> str:
     import asv
 
-    parts = [f"asv {asv.__version__}'s published page is not the one scheduler/vendor/ "
-             "was made for; the site would need the internet"]
+    parts = []
     if unknown:
         parts.append("it loads URLs without a local copy: " + ", ".join(unknown))
     if missing:
         parts.append("it no longer loads: " + ", ".join(missing))
-    parts.append("update scheduler/vendor/ (see its README.md)")
-    return "; ".join(parts)
+    made_for = json.loads((VENDOR_DIR / "manifest.json").read_text(encoding="utf-8"))["asv"]
+    return (f"asv {asv.__version__}'s published page is not the one scheduler/vendor/ was "
+            f"made for (asv {made_for}): {'; '.join(parts)}; update scheduler/vendor/ (see "
+            "its README.md)")
 
 
 def install_vendor(html_dir: Path, vendor_dir: Path = VENDOR_DIR) -> Path:

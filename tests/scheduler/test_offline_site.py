@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import asv
 import pytest
-from sched_helpers import REPO_ROOT
 
+from scheduler.cli import main
 from scheduler.offline_site import (
     MARKER,
     PUBLISHED_VENDOR,
@@ -145,23 +143,21 @@ def test_nav_links_the_service_pages_once(published: Path, tmp_path: Path) -> No
         add_nav(published, [("other.html", "Other")])
 
 
-def test_site_command(published: Path) -> None:
+def test_site_command(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (published / "alerts.html").write_text("<!doctype html><title>alerts</title>")
 
-    def site() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "scheduler", "site", str(published)],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    def site(path: Path) -> tuple[int, str, str]:
+        code = main(["site", str(path)])
+        out, err = capsys.readouterr()
+        return code, out, err
 
-    first = site()
-    assert first.returncode == 0, first.stderr
-    assert "10 CDN file(s) now served from" in first.stdout
-    assert "linked alerts.html" in first.stdout
-    assert "already served from local copies" in site().stdout
+    code, out, _err = site(published)
+    assert code == 0
+    assert "10 CDN file(s) now served from" in out and "linked alerts.html" in out
+    assert "already served from local copies" in site(published)[1]
     _edit(published / "index.html", "_vendor/jquery-3.3.1/jquery.min.js",
           "https://code.jquery.com/jquery-3.7.1.min.js")
-    bad = site()
-    assert bad.returncode == 2 and "jquery-3.7.1" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "scheduler", "site",
-                              str(published / "nowhere")], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 2 and "publish the site with asv first" in missing.stderr
+    code, _out, err = site(published)
+    assert code == 2 and "jquery-3.7.1" in err
+    code, _out, err = site(published / "nowhere")
+    assert code == 2 and "publish the site with asv first" in err

@@ -79,7 +79,7 @@ def test_failed_set_up_prints_its_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("profile,durations,expected", [
-    ("quick", [], (355.0, "a first quick run on a 2-core VM")),
+    ("quick", [], (297.0, "a first quick run on a 2-core VM")),
     ("smoke", [30.0, 50.0, 40.0], (40.0, "median of the last 3 smoke measurement(s) here")),
     ("full", [], (None, "no full measurement here yet")),
 ])
