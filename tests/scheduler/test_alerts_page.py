@@ -20,7 +20,7 @@ from scheduler.site import graph_link
 from scheduler.state import State
 
 NASTY = """<script>alert("x")</script> 'single' "double" & <img src=x onerror=alert(1)>"""
-A, B, C, D = "a" * 40, "b" * 40, "c" * 40, "d" * 40
+A, B, C, D, E = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40
 
 
 def _alert(state: State, f: Finding, *, legacy: bool = False) -> None:
@@ -51,6 +51,8 @@ def state(tmp_path: Path) -> State:
               error="benchmarks failed: x.track_y")
     st.finish(st.run_for(C, "quick").id, "failed",  # type: ignore[union-attr]
               log="x" * 10_000 + "\nTraceback: <error> & 'quote'", error="asv exit 2: <boom>")
+    st.enqueue(E, "main", "quick", "poll", 2)
+    assert st.claim(st.run_for(E, "quick").id)  # type: ignore[union-attr]
     for i in range(alerts_page.QUEUED_SHOWN + 2):
         st.enqueue(f"{i:040x}", "main", "quick", "poll", i)
     st.enqueue(D, "main", "quick", "poll", 10**9)
@@ -95,6 +97,7 @@ def test_collect_reads_what_the_service_said(state: State, tmp_path: Path) -> No
     assert failed.log_tail.endswith("& 'quote'")
     assert len(failed.log_tail) == alerts_page.LOG_TAIL_CHARS
     assert page.queued[0].commit.hash == D  # the queue's order: newest first
+    assert [r.commit.hash for r in page.running] == [E]
     assert page.queued_total == alerts_page.QUEUED_SHOWN + 3
     assert len(page.queued) == alerts_page.QUEUED_SHOWN
     assert [s.kind for s in page.summaries] == ["nightly"]
@@ -113,6 +116,7 @@ def test_render_escapes_everything_from_commits(state: State, tmp_path: Path) ->
                          "span", "ul", "li", "a", "h1", "h2", "h3", "p", "strong", "dl", "dt",
                          "dd", "code", "img", "table", "thead", "tbody", "tr", "th", "td",
                          "details", "summary", "pre"}, tags
+    assert f'data-commit="{E}" data-status="running"' in text and "since 20" in text
     for section in ("Open alerts (1)", "Closed alerts (1)", "and 3 more queued",
                     "latest nightly summary", "Last 3 finished"):
         assert section in text
