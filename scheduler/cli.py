@@ -26,7 +26,7 @@ from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
 from .results import ResultsError, format_value
-from .site import SiteError
+from .site import SiteError, ensure_placeholder
 
 EPILOG = f"""\
 configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
@@ -276,14 +276,14 @@ def cmd_publish(cfg: Config, args: argparse.Namespace) -> int:
     with StateLock(cfg.state_dir):
         svc = _service(cfg, args.quiet)
         try:
-            if not (svc.asv.results_dir / "benchmarks.json").is_file():
-                print("nothing measured yet: the site is only the alerts page",
-                      file=sys.stderr)
-            svc.publish()
+            measured = (svc.asv.results_dir / "benchmarks.json").is_file()
+            svc.asv.publish()  # an AsvError (e.g. a page that needs the internet): exit 2
+            svc.write_alerts_page()
+            ensure_placeholder(cfg.site.html_dir)
         finally:
             svc.close()
-    print(f"published {cfg.site.html_dir / 'index.html'} and "
-          f"{cfg.site.html_dir / 'alerts.html'}")
+    what = "asv's pages and" if measured else "nothing measured yet: the placeholder and"
+    print(f"published {cfg.site.html_dir}: {what} alerts.html")
     return 0
 
 
