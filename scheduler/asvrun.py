@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .offline_site import OfflineSiteError, make_offline
 from .results import Measurement, ResultFile, ResultsError, StepRegression
 
 
@@ -272,6 +273,11 @@ class AsvProject:
                               cwd=self.state_dir, timeout=1800, check=False)
         if proc.returncode != 0:
             raise AsvError(f"asv publish failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+        try:  # asv's page loads its scripts from CDNs: serve local copies instead
+            make_offline(self.html_dir)
+        except OfflineSiteError as exc:
+            raise AsvError(f"asv published {self.html_dir}, but the site would need the "
+                           f"internet: {exc}") from None
         return proc.stdout
 
     # ---- results on disk ---------------------------------------------------------------

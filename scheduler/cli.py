@@ -1,5 +1,5 @@
 """Command line: ``python -m scheduler {run,once,status,bless,backfill,config,calibrate,
-evaluate}``.
+evaluate,publish,site}``.
 
 Why one entry point with subcommands: every command loads the same configuration and
 state, so a setting means the same thing everywhere. Errors a human can fix (bad TOML,
@@ -26,7 +26,7 @@ from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
 from .results import ResultsError, format_value
-from .site import SiteError
+from .site import SiteError, ensure_placeholder
 
 EPILOG = f"""\
 configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
@@ -40,6 +40,8 @@ examples:
   python -m scheduler run                    the daemon (prints the history page URL)
   python -m scheduler status                 queue, last results, open regressions
   python -m scheduler backfill HEAD~20..HEAD queue older commits
+  python -m scheduler publish                publish the service's results to html/ now
+  asv publish && python -m scheduler site html   a site of your own asv runs, offline
   python -m scheduler bless HEAD             write its results to baselines/blessed.toml
   python -m scheduler calibrate --runs 5     measure noise, write baselines/noise.toml
   python -m scheduler evaluate               planted regressions: caught? false alerts?
@@ -90,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", help="override [profiles] premerge")
 
     sub.add_parser("config", help="print the effective configuration (secrets hidden)")
+
+    sub.add_parser("publish", help="publish the service's results and alerts page now",
+                   description="Run asv publish on the service's results into [site] "
+                               "html_dir, point the page at local copies of asv's "
+                               "JavaScript and CSS (the site works without internet) and "
+                               "write alerts.html. The daemon does this after every run; "
+                               "refused while it runs on this state directory.")
+    w = sub.add_parser("site", help="make a site from `asv publish` work without internet",
+                       description="After your own `asv publish`: copy the JavaScript and "
+                                   "CSS that asv's page loads from CDNs into HTML_DIR/_vendor "
+                                   "and point the page at them (and link the service's pages "
+                                   "that are there). Exit 2 when the page is not the one the "
+                                   "local copies were made for (a newer asv).")
+    w.add_argument("html_dir", nargs="?", default="html",
+                   help="directory written by asv publish (default: html)")
 
     c = sub.add_parser("calibrate", help="measure one commit N times; derive noise thresholds",
                        description="Run the suite RUNS times on one commit and write, per "
@@ -255,6 +272,39 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(cfg: Config, args: argparse.Namespace) -> int:
+    with StateLock(cfg.state_dir):
+        svc = _service(cfg, args.quiet)
+        try:
+            measured = (svc.asv.results_dir / "benchmarks.json").is_file()
+            svc.asv.publish()  # an AsvError (e.g. a page that needs the internet): exit 2
+            svc.write_alerts_page()
+            ensure_placeholder(cfg.site.html_dir)
+        finally:
+            svc.close()
+    what = "asv's pages and" if measured else "nothing measured yet: the placeholder and"
+    print(f"published {cfg.site.html_dir}: {what} alerts.html")
+    return 0
+
+
+def cmd_site(cfg: Config, args: argparse.Namespace) -> int:
+    from .offline_site import OfflineSiteError, add_nav, make_offline
+    from .site import PAGES
+
+    html_dir = Path(args.html_dir)
+    try:
+        replaced = make_offline(html_dir)
+        linked = add_nav(html_dir, [p for p in PAGES if (html_dir / p[0]).is_file()])
+    except (OfflineSiteError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    what = (f"{len(replaced)} CDN file(s) now served from {html_dir / '_vendor'}"
+            if replaced else "already served from local copies")
+    print(f"{html_dir / 'index.html'}: {what}"
+          + (f"; linked {', '.join(linked)}" if linked else ""))
+    return 0
+
+
 def _exit_on_sigterm() -> None:
     """Long commands unwind on SIGTERM like on Ctrl-C (asv runs are abandoned)."""
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
@@ -305,7 +355,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "once": cmd_once, "status": cmd_status, "bless": cmd_bless,
             "backfill": cmd_backfill, "config": cmd_config, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "publish": cmd_publish, "site": cmd_site}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

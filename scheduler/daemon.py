@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from . import jobs
 from .config import Config, SiteConfig
+from .estimate import readiness
 from .lock import StateLock
 from .service import Service, say
 from .site import SiteError, SiteServer, ensure_placeholder
@@ -92,6 +93,8 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
         svc.publish()
         ensure_placeholder(cfg.site.html_dir)
         print(f"history page: {local}index.html", flush=True)
+        print(readiness(svc.state, svc.repo, cfg.repository.branches[0],
+                        cfg.profiles.premerge), flush=True)
         if svc.site_url != local:
             print(f"public URL (used in alerts): {svc.site_url}index.html", flush=True)
         jobs.register(key, svc)

@@ -81,7 +81,9 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
     ]
     return {"kind": "regression", "text": text, "details": details, "blocks": blocks,
             "link": link, "plot": plot, "plot_url": plot_url,
-            "plot_title": f"{f.bench} history"}
+            "plot_title": f"{f.bench} history",
+            # the same facts as fields, for the site's alerts page
+            "change": change, "significance": sig, "crossed": f.crossed}
 
 
 def recovery(bench: str, machine: str, kind: str, value: float, unit: str,

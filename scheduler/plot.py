@@ -6,9 +6,15 @@ opening the site; the site link is there for the details.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .results import format_value
+
+
+def plot_name(alert_key: str) -> str:
+    """The file name of an alert's plot in the plots directory (served at ``/_plots/``)."""
+    return hashlib.sha1(alert_key.encode()).hexdigest()[:16] + ".png"
 
 
 def history_png(path: Path, title: str, unit: str,

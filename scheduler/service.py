@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import messages
+from . import alerts_page, messages
 from .asvrun import AsvError, AsvProject, RunOutcome, kill_orphan
 from .baselines import BaselinesError, load_baselines
 from .config import Config
@@ -42,7 +42,7 @@ from .gitrepo import Commit, GitError, GitRepo
 from .notify import make_notifier
 from .outbox import Outbox
 from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
-from .plot import history_png
+from .plot import history_png, plot_name
 from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
 from .policy.compare import Finding
 from .policy.neighbours import neighbours
@@ -214,6 +214,7 @@ class Service:
             self.state.set_meta(_confirmed_key(run.profile, run.commit_hash), "1")
         self.publish()
         self._judge_and_mark(run, outcome.status)
+        self.write_alerts_page()
         self.flush()
         return outcome
 
@@ -308,6 +309,16 @@ class Service:
             self.asv.publish()
         except AsvError as exc:
             self._say(f"publish failed (results are kept): {exc}")
+        self.write_alerts_page()
+
+    def write_alerts_page(self) -> None:
+        """``alerts.html`` next to asv's pages: after a publish (which replaces the
+        directory) and after a judgement (which changes what it shows)."""
+        try:
+            alerts_page.write(self.cfg.site.html_dir,
+                              alerts_page.collect(self.state, self.plots_dir), self.plots_dir)
+        except Exception as exc:  # a page is a nicety: never lose a run over it
+            self._say(f"alerts page not written: {exc}")
 
     def flush(self) -> None:
         sent, failed = self.outbox.flush()
@@ -524,7 +535,7 @@ class Service:
                 points.append((h, m.value, m.ci[0], m.ci[1]))
         if len(points) < 1:
             return None, None
-        name = hashlib.sha1(f.key.encode()).hexdigest()[:16] + ".png"
+        name = plot_name(f.key)
         limit = float(f.extra["limit"]) if "limit" in f.extra else None
         try:
             path = history_png(self.plots_dir / name,

@@ -9,6 +9,7 @@ re-read on every request, so each ``asv publish`` is visible immediately.
 from __future__ import annotations
 
 import functools
+import html
 import threading
 import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -41,11 +42,17 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
 
+# The service's own pages, published next to asv's and linked from asv's navigation bar
+# (href, title). A new page: write it into html/ after every publish (asv publish
+# replaces the directory) and add it here.
+PAGES: tuple[tuple[str, str], ...] = (("alerts.html", "Alerts"),)
+
 PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="30"><title>Benchmarks</title></head>
 <body><h1>No results published yet</h1>
 <p>The scheduler is measuring the first commits; this page reloads every 30 seconds and
-becomes the asv history site after the first run.</p></body></html>
+becomes the asv history site after the first run.</p>
+{links}</body></html>
 """
 
 
@@ -55,7 +62,9 @@ def ensure_placeholder(html_dir: Path) -> None:
     html_dir.mkdir(parents=True, exist_ok=True)
     index = html_dir / "index.html"
     if not index.exists():
-        index.write_text(PLACEHOLDER, encoding="utf-8")
+        links = "".join(f'<p><a href="{html.escape(href)}">{html.escape(title)}</a></p>\n'
+                        for href, title in PAGES)
+        index.write_text(PLACEHOLDER.format(links=links), encoding="utf-8")
 
 
 class SiteServer:

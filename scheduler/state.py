@@ -290,6 +290,31 @@ class State:
             "FROM runs WHERE status IN ('done', 'failed') ORDER BY finished_at DESC LIMIT ?",
             (limit,))]
 
+    def run_details(self, status: str, limit: int, *, log_tail: int = 0,
+                    profile: str | None = None) -> list[dict[str, Any]]:
+        """Runs of one status with their times, error and the last ``log_tail`` characters
+        of the log (read-only, for the alerts page and estimates): queued ones in queue
+        order, running ones by start, finished ones newest first."""
+        order = {"queued": "priority DESC, commit_date DESC, id DESC",
+                 "running": "started_at"}.get(status, "finished_at DESC")
+        sql = ("SELECT id, commit_hash, branch, profile, kind, status, queued_at, started_at, "
+               "finished_at, attempts, error, substr(log, -?) AS log_tail FROM runs "
+               "WHERE status = ?")
+        args: list[Any] = [max(log_tail, 1), status]
+        if profile:
+            sql += " AND profile = ?"
+            args.append(profile)
+        rows = [dict(r) for r in self._query(f"{sql} ORDER BY {order} LIMIT ?",
+                                             (*args, limit))]
+        for r in rows:
+            if not log_tail:
+                r["log_tail"] = ""
+        return rows
+
+    def count_runs(self, status: str) -> int:
+        return int(self._query("SELECT count(*) AS n FROM runs WHERE status = ?",
+                               (status,))[0]["n"])
+
     def status_of(self, profile: str) -> dict[str, str]:
         """commit -> run status for one profile (used to find measured neighbours)."""
         return {r["commit_hash"]: r["status"] for r in self._query(
@@ -326,6 +351,16 @@ class State:
             out.append(d)
         return out
 
+    def alerts(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Open and closed alerts, open ones first, newest first (read-only)."""
+        out = []
+        for r in self._query("SELECT * FROM alerts ORDER BY status = 'open' DESC, "
+                             "opened_at DESC LIMIT ?", (limit,)):
+            d = dict(r)
+            d["detail"] = json.loads(d["detail"])
+            out.append(d)
+        return out
+
     def close_alert(self, key: str) -> bool:
         with self.tx() as db:
             cur = db.execute("UPDATE alerts SET status = 'closed', closed_at = ? "
@@ -354,6 +389,13 @@ class State:
         else:
             rows = self._query("SELECT * FROM outbox ORDER BY id")
         return [_outbox(r) for r in rows]
+
+    def outbox_with_prefix(self, prefix: str) -> list[tuple[float, OutboxItem]]:
+        """(created_at, message) of every message whose key starts with ``prefix``, oldest
+        first (read-only: what was said about one alert, the latest nightly summary)."""
+        rows = self._query("SELECT * FROM outbox WHERE substr(key, 1, ?) = ? ORDER BY id",
+                           (len(prefix), prefix))
+        return [(float(r["created_at"]), _outbox(r)) for r in rows]
 
     def outbox_progress(self, item_id: int, progress: dict[str, Any]) -> None:
         """Persist a partial delivery (e.g. the message ts before the plot upload) so a
