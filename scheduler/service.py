@@ -143,12 +143,16 @@ class Service:
         batch = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
         self.state.set_meta(f"batch:{kind}", batch)
         n = 0
+        heads: dict[str, str] = {}
         for branch in self.cfg.repository.branches:
             head = self.repo.head(branch)
+            heads[branch] = head.hash
             self.state.record_commit(head.hash, branch, head.author, head.date, head.subject)
             if self.state.enqueue(head.hash, branch, profile, kind, head.date,
                                   requeue_done=True):
                 n += 1
+        # the summary reports these heads, not whatever the branches point at by then
+        self.state.set_meta(f"batch-heads:{kind}", json.dumps(heads))
         self._say(f"{kind}: queued {n} branch head(s) with profile {profile}")
         return n
 
@@ -579,24 +583,30 @@ class Service:
         rows = []
         limits: dict[str, list[messages.LimitVerdict]] = {}
         notes: list[str] = []
+        try:  # the heads the batch queued (commits may land during a 95-minute run)
+            heads = dict(json.loads(self.state.get_meta(f"batch-heads:{kind}") or "{}"))
+        except (ValueError, TypeError):
+            heads = {}
         for branch in self.cfg.repository.branches:
-            try:
-                head = self.repo.head(branch)
-            except GitError:
-                continue
-            r = self.state.run_for(head.hash, profile)
-            rows.append((branch, head.hash, r.status + (f" ({r.error})" if r.error else "")
+            head_hash = heads.get(branch)
+            if not head_hash:
+                try:
+                    head_hash = self.repo.head(branch).hash
+                except GitError:
+                    continue
+            r = self.state.run_for(head_hash, profile)
+            rows.append((branch, head_hash, r.status + (f" ({r.error})" if r.error else "")
                          if r else "not run"))
             if r is None or r.status != "done":
                 continue
             try:  # every limit met or breached; a broken file is said, not fatal here
                 limits[branch] = messages.limit_verdicts(
-                    self.asv.result_for(head.hash, profile),
+                    self.asv.result_for(head_hash, profile),
                     load_baselines(self.cfg.baselines_dir), self.cfg.asv.machine, profile)
             except (ResultsError, BaselinesError) as exc:
                 notes.append(f"{branch}: limits not judged: {exc}")
             notes += [f"{branch}: {n}" for n in soak_verdicts(
-                self.asv.documents_dir(head.hash, profile) / "soak.json")]
+                self.asv.documents_dir(head_hash, profile) / "soak.json")]
         msg = messages.summary(batch, profile, rows, self.state.open_alerts(), self.site_url,
                                limits=limits, notes=notes)
         self.outbox.put(f"summary|{kind}|{batch}", "summary", msg)

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from sched_helpers import TinyRepo, alerts_file, once, run_cli, runs, write_config
+from sched_helpers import TinyRepo, alerts_file, git, once, run_cli, runs, write_config
 
 from scheduler.config import load_config
 from scheduler.service import Service
@@ -56,12 +56,16 @@ def test_backfill_bless_nightly_and_corrupt_results(tmp_path: Path, shared: Path
     svc = Service(load_config(cfg), verbose=False)
     try:
         assert svc.enqueue_heads("nightly") == 1
+        # a commit lands while the nightly runs: the summary still reports the head it ran
+        r.commit(0.0130, "landed during the nightly")
         assert svc.drain() == 1
+        git(r.path, "reset", "-q", "--hard", c4)
         assert svc.state.run_for(c4, "full").status == "done"  # type: ignore[union-attr]
     finally:
         svc.close()
     summaries = [a for a in alerts_file(state) if a["kind"] == "summary"]
     assert len(summaries) == 1 and "Nightly full run" in str(summaries[0]["text"])
+    assert f"• `main` `{c4[:8]}`: done" in summaries[0]["details"]
     assert "limits main: 0 breached, 1 met, 1 not measured" in str(summaries[0]["text"])
     details = "\n".join(summaries[0]["details"])
     assert "✓ met: bench_tiny.Suite.track_latency: 13 ms ≤ 1 s — one second" in details
