@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import quiet
 from .config import Config
 from .offline_site import OfflineSiteError, make_offline
 from .results import Measurement, ResultFile, ResultsError, StepRegression
@@ -62,6 +63,8 @@ class _Proc:
 PROGRESS_MARK = "instrument: "
 #: Seconds between the instrument's in-phase progress lines in the daemon's log.
 PROGRESS_EVERY_S = 30
+#: How a busy machine is reported in a run's log (the nightly summary quotes it).
+NOT_IDLE = "warning: machine not idle: "
 #: Runs whose instrument documents are kept (a full run's are about 10 MB).
 KEEP_DOCUMENTS = 40
 
@@ -223,6 +226,11 @@ class AsvProject:
                 holder.lines.append(line if line.endswith("\n") else line + "\n")
                 if progress and line.strip():
                     progress(line.rstrip())
+
+        # figures taken on a busy machine are slower for reasons that are not the commit:
+        # say so in the log (and the nightly summary), do not refuse to measure
+        for warning in quiet.check(0.5).warnings:
+            emit(f"{PROGRESS_MARK}{NOT_IDLE}{warning}")
 
         done = threading.Event()
         tail = threading.Thread(target=_follow, args=(progress_file, done, emit),

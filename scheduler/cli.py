@@ -226,8 +226,16 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
               f"since {a['bad_commit'][:8]}")
     print(f"alerts waiting for delivery: {len(st['outbox_pending'])}, "
           f"undeliverable: {len(st['outbox_dead'])}")
-    for i in st["outbox_dead"]:
-        print(f"  {i['key']}: {i['last_error'][:120]}")
+    for label, items in (("waiting", st["outbox_pending"]), ("undeliverable",
+                                                             st["outbox_dead"])):
+        for i in items:
+            text = str(i["payload"].get("text", ""))[:100]
+            print(f"  {label}: {i['kind']} after {i['attempts']} attempt(s): "
+                  f"{i['last_error'][:160] or 'not tried yet'}\n    {text}")
+    if st["outbox_pending"] or st["outbox_dead"]:
+        print(f"  (backend {cfg.slack.backend}; waiting alerts are retried with backoff, "
+              f"up to [slack] max_attempts = {cfg.slack.max_attempts}; status --json "
+              "shows every message in full)")
     return 0
 
 

@@ -203,7 +203,8 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
             limits: dict[str, list[LimitVerdict]] | None = None,
             notes: list[str] | None = None) -> dict[str, Any]:
     """Nightly run summary: each branch head's status, every limit breached or met (per
-    branch head, ``limits``), what the soak saw (``notes``) and open regressions."""
+    branch head, ``limits``), notes (the soak's leak verdicts, a busy machine) and open
+    regressions."""
     lines = [f"• `{branch}` `{commit[:8]}`: {status}" for branch, commit, status in rows]
     alerts = [f"• {a['benchmark']} [{a['series']}] ({a['kind']}) since "
               f"`{a['bad_commit'][:8]}`" for a in open_alerts[:20]]
@@ -226,12 +227,12 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
     if limit_lines:
         blocks += _sections("*Limits*", limit_lines)
     if notes:
-        blocks += _sections("*Soak*", [f"• {n}" for n in notes])
+        blocks += _sections("*Notes*", [f"• {n}" for n in notes])
     blocks += [
         _section("*Open regressions*\n" + ("\n".join(alerts) if alerts else "none")),
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{site_url}|History> · batch {batch}"}]},
     ]
     return {"kind": "summary", "text": text,
-            "details": lines + limit_lines + [f"soak: {n}" for n in notes or []] + alerts,
+            "details": lines + limit_lines + [f"note: {n}" for n in notes or []] + alerts,
             "blocks": blocks[:50], "link": site_url}

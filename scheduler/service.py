@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import alerts_page, knee, messages
-from .asvrun import PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
+from .asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
 from .baselines import BaselinesError, load_baselines
 from .config import Config
 from .gitrepo import Commit, GitError, GitRepo
@@ -599,6 +599,8 @@ class Service:
                          if r else "not run"))
             if r is None or r.status != "done":
                 continue
+            notes += [f"{branch}: {ln.split(PROGRESS_MARK, 1)[1]} (at the start of the run)"
+                      for ln in self.state.run_log(r.id).splitlines() if NOT_IDLE in ln]
             try:  # every limit met or breached; a broken file is said, not fatal here
                 limits[branch] = messages.limit_verdicts(
                     self.asv.result_for(head_hash, profile),

@@ -99,6 +99,7 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
         runner.say("started")
         res = ScenarioResult(scenario=scenario, profile=profile)
         run_fn(runner, params, res)
+        res.notes.extend(runner.notes)
         if sampler is not None:
             sampler.mark()
         elapsed = time.perf_counter() - t0

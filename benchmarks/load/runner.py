@@ -10,6 +10,7 @@ that the load loops themselves never block on them.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,10 +20,10 @@ from typing import Any
 from websockets.sync.client import connect as sync_connect
 from websockets.typing import Subprotocol
 
+from . import environment, workers
 from . import protocol as P
-from . import workers
 from .estimate import clock
-from .phase import ProgressOut
+from .phase import ProgressOut, to_stderr
 from .protocol import Call
 from .resources import ResourceSampler
 from .result import build_phase
@@ -73,6 +74,8 @@ class Runner:
     label: str = ""
     expected_s: float | None = None
     out: ProgressOut | None = None
+    #: remarks for the result document's notes (e.g. a file-descriptor limit too low)
+    notes: list[str] = field(default_factory=list)
     _last_phase: str = ""
 
     def elapsed(self) -> str:
@@ -103,6 +106,12 @@ class Runner:
         """
         if spec.name != self._last_phase:  # repeated rounds of one phase: one line
             self._last_phase = spec.name
+            short = environment.nofile_shortfall(spec.connections)
+            if short and short not in self.notes:
+                self.notes.append(short)
+                print(f"warning: {short}", file=sys.stderr, flush=True)
+                if self.out is not to_stderr:
+                    self.say(f"warning: {short}")
             load = (f"{spec.rate:,.0f} msg/s" if spec.loop == "open" and spec.rate
                     else f"x{spec.inflight}" if spec.loop == "closed" else spec.loop)
             self.say(f"phase {spec.name}: {spec.loop}, {spec.connections} connections, "
