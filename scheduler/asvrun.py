@@ -72,6 +72,9 @@ KEEP_DOCUMENTS = 40
 # rather than that the commit failed to build.
 INFRA_FAILURES = ("No environments selected", "command not found",
                   "Unknown environment type", "No such file or directory: 'uv'")
+#: Benchmark errors that are the measuring set-up's, not the commit's: every scenario fails
+#: the same way whatever the commit (benchmarks/_harness.py's messages).
+SETUP_FAILURES = ("no instrument interpreter",)
 
 
 def _asv_executable() -> list[str]:
@@ -230,7 +233,7 @@ class AsvProject:
         # figures taken on a busy machine are slower for reasons that are not the commit:
         # say so in the log (and the nightly summary), do not refuse to measure
         for warning in quiet.check(0.5).warnings:
-            emit(f"{PROGRESS_MARK}{NOT_IDLE}{warning}")
+            emit(f"{NOT_IDLE}{warning}")
 
         done = threading.Event()
         tail = threading.Thread(target=_follow, args=(progress_file, done, emit),
@@ -251,17 +254,21 @@ class AsvProject:
                 self._current = _Proc()
         log = "".join(holder.lines)
         seconds = time.monotonic() - t0
-        if holder.abandoned:  # drop a partial new result, put the old one back
+        setup = [ln.strip() for ln in log.splitlines()
+                 if any(s in ln for s in SETUP_FAILURES)]
+        if holder.abandoned or setup:  # drop a partial new result, put the old one back
             for f in self._result_files(commit, machine):
                 f.unlink()
         for f in stale:
             kept = aside / f.name
-            if holder.abandoned and kept.exists():
+            if (holder.abandoned or setup) and kept.exists():
                 kept.replace(f)
             else:
                 kept.unlink(missing_ok=True)
         if holder.abandoned:
             return RunOutcome("abandoned", rc, log, "run abandoned (shutdown)", seconds=seconds)
+        if setup:  # not this commit's fault: it is re-queued; say what to fix
+            raise AsvError(f"the benchmarks cannot run here: {setup[-1].lstrip('· ')}")
         if rc is not None and rc < 0:
             return RunOutcome("failed", rc, log, f"asv killed by signal {-rc}", seconds=seconds)
         files = self._result_files(commit, machine)

@@ -301,7 +301,7 @@ class Service:
     def _progress(self, line: str) -> None:
         # asv's own lines ([ 40.00%] ...) and the instrument's (scenario, phase, elapsed
         # and expected time: asvrun.PROGRESS_MARK)
-        if self.verbose and (line.startswith(PROGRESS_MARK) or "%]" in line
+        if self.verbose and (line.startswith((PROGRESS_MARK, NOT_IDLE)) or "%]" in line
                              or "Building" in line or "Installing" in line or "rror" in line):
             print(f"    {line[:200]}", file=sys.stderr, flush=True)
 
@@ -599,8 +599,9 @@ class Service:
                          if r else "not run"))
             if r is None or r.status != "done":
                 continue
-            notes += [f"{branch}: {ln.split(PROGRESS_MARK, 1)[1]} (at the start of the run)"
-                      for ln in self.state.run_log(r.id).splitlines() if NOT_IDLE in ln]
+            notes += [f"{branch}: {ln.strip()} (at the start of the run)"
+                      for ln in self.state.run_log(r.id).splitlines()
+                      if ln.startswith(NOT_IDLE)]
             try:  # every limit met or breached; a broken file is said, not fatal here
                 limits[branch] = messages.limit_verdicts(
                     self.asv.result_for(head_hash, profile),
