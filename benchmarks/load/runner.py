@@ -112,8 +112,8 @@ class Runner:
                 print(f"warning: {short}", file=sys.stderr, flush=True)
                 if self.out is not to_stderr:
                     self.say(f"warning: {short}")
-            load = (f"{spec.rate:,.0f} msg/s" if spec.loop == "open" and spec.rate
-                    else f"x{spec.inflight}" if spec.loop == "closed" else spec.loop)
+            load = {"open": f"{spec.rate:,.0f} msg/s" if spec.rate else "no traffic",
+                    "closed": f"{spec.inflight} in flight each"}.get(spec.loop, spec.loop)
             self.say(f"phase {spec.name}: {spec.loop}, {spec.connections} connections, "
                      f"{load}, {spec.warmup_s + spec.duration_s:g} s")
         stop = threading.Event()
