@@ -121,7 +121,8 @@ def _section(profile: str, commit: str, doc: dict[str, Any], image: str) -> str:
                 f"<td>{_n(e.get('first_fail_msg_s'))}</td>"
                 f"<td>{html.escape(', '.join(e.get('fails_first', [])) or '—')}</td>"
                 f"<td>{html.escape(str(e.get('bound', '')))}</td>"
-                f"<td>{len(e.get('steps', []))}</td></tr>")
+                f"<td>{len(e.get('steps', []))}"
+                f"{' (budget)' if e.get('truncated') else ''}</td></tr>")
     machine = doc.get("machine", {})
     return f"""<h2>profile {html.escape(profile)} — commit <code>{html.escape(commit)}</code></h2>
 <p>{html.escape(doc.get('started_at', ''))}, {doc.get('elapsed_s', 0):.0f} s;
@@ -149,7 +150,9 @@ latency from the intended send time) at which p99 stays under the limit and erro
 0.1 %, found by stepping and bisecting (benchmarks/load/scenarios/capacity.py). Filled
 points passed, hollow ones failed; the dashed vertical lines are the capacities. "fails
 first" is what went wrong at the lowest failing rate; "bound" says whether the server
-(or the instrument, or the search's range) set the figure. asv tracks 1e6 / capacity as
+(or the instrument, or the search's range) set the figure; "(budget)": the search ran out
+of its share of the scenario's time budget and its bracket is coarser. asv tracks
+1e6 / capacity as
 <code>capacity.Capacity.track_time_per_message_at_capacity</code>.</p>
 {body}
 </body></html>

@@ -40,8 +40,8 @@ def expected_s(scenario: str, p: Any) -> float | None:
     if scenario == "capacity":
         # a search: about two steps to the bracket, then the bisections
         steps = 2 + p.bisections
-        return sum(steps * (_phase(p.step_s, p.warmup_s, n) + p.rest_s / 2)
-                   for _tool in p.tools for n in p.clients)
+        return min(p.budget_s, sum(steps * (_phase(p.step_s, p.warmup_s, n) + p.rest_s / 2)
+                                   for _tool in p.tools for n in p.clients))
     if scenario == "adhoc":
         return _phase(p.duration_s, p.warmup_s, p.connections)
     return None

@@ -132,6 +132,7 @@ class Capacity:
     timeout_s: float = 2.0                # a reply later than this is a timeout (latency)
     rest_s: float = 0.3                   # after a failed step: the backlog drains
     connect_concurrency: int = 200
+    budget_s: float = 60.0                # the whole scenario; shared by the searches
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,10 @@ TABLE: dict[str, dict[str, Any]] = {
     },
     "capacity": {
         "smoke": Capacity(tools=("echo",), clients=(100,), step_factor=4.0, bisections=1,
-                          warmup_s=0.2, step_s=0.6, rest_s=0.2, retries=0),
+                          warmup_s=0.2, step_s=0.6, rest_s=0.2, retries=0, budget_s=10.0),
         "quick": Capacity(),
-        "full": Capacity(bisections=5, warmup_s=2.0, step_s=8.0, rest_s=1.0),
+        "full": Capacity(bisections=5, warmup_s=2.0, step_s=8.0, rest_s=1.0,
+                         budget_s=1200.0),
     },
 }
 

@@ -32,6 +32,14 @@ def test_search_brackets_and_bisects(start: float) -> None:
     assert [r for r, _ok in found.steps] == calls
 
 
+def test_search_stops_at_its_budget() -> None:
+    calls: list[float] = []
+    found = search(_probe(5000.0, calls), 500.0, factor=2.0, bisections=3, min_rate=25.0,
+                   max_rate=64000.0, more=lambda: len(calls) < 3)
+    assert calls == [500.0, 1000.0, 2000.0] and found.truncated
+    assert (found.capacity, found.first_fail) == (2000.0, None)
+
+
 def test_search_edges() -> None:
     top = search(_probe(1e9, []), 1000.0, factor=2.0, bisections=3, min_rate=25.0,
                  max_rate=8000.0)

@@ -23,7 +23,10 @@ passing rate. The lowest failing rate says **what fails first** past it:
 
 Each step is its own phase (fresh connections), so a failed step's backlog never leaks
 into the next one; ``rest_s`` after a failed step lets the server drain. The search for
-the next client count of a tool starts at the capacity just found.
+the next client count of a tool starts at the capacity just found. The whole scenario has
+a time budget (``budget_s``), shared equally by the searches still to run: on a slow host
+a search stops early with a coarser bracket (``truncated``) rather than stretching the
+run (connecting 1000 sessions took 1.3 s on a quiet machine and 17 s on a loaded one).
 
 asv tracks ``1e6 / capacity`` (µs per message at capacity; lower is better). Every step
 is kept in ``analysis["capacity"]`` for the knee plot (latency against offered load,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,17 +63,23 @@ class Search:
     capacity: float | None          # highest passing rate (None: even min_rate failed)
     first_fail: float | None        # lowest failing rate (None: max_rate passed)
     steps: list[tuple[float, bool]] = field(default_factory=list)
+    truncated: bool = False         # stopped by its time budget before the last bisection
 
 
 def search(probe: Callable[[float], bool], start: float, *, factor: float,
-           bisections: int, min_rate: float, max_rate: float) -> Search:
+           bisections: int, min_rate: float, max_rate: float,
+           more: Callable[[], bool] = lambda: True) -> Search:
     """Step by ``factor`` from ``start`` to a pass/fail bracket, then bisect it.
 
-    ``probe(rate)`` runs one step and says whether it passed. Pure control flow (the
+    ``probe(rate)`` runs one step and says whether it passed; ``more()`` says whether
+    the time budget allows another step (the first always runs). Pure control flow (the
     unit tests drive it with a synthetic probe)."""
     out = Search(None, None)
 
-    def step(rate: float) -> bool:
+    def step(rate: float) -> bool | None:
+        if out.steps and not more():
+            out.truncated = True
+            return None
         ok = probe(rate)
         out.steps.append((rate, ok))
         return ok
@@ -79,26 +89,31 @@ def search(probe: Callable[[float], bool], start: float, *, factor: float,
     hi: float | None = None
     if step(rate):
         lo = rate
-        while hi is None and lo < max_rate:
+        while hi is None and lo < max_rate and not out.truncated:
             nxt = min(lo * factor, max_rate)
-            if step(nxt):
+            ok = step(nxt)
+            if ok:
                 lo = nxt
-            else:
+            elif ok is not None:
                 hi = nxt
     else:
         hi = rate
-        while lo is None and hi > min_rate:
+        while lo is None and hi > min_rate and not out.truncated:
             nxt = max(hi / factor, min_rate)
-            if step(nxt):
+            ok = step(nxt)
+            if ok:
                 lo = nxt
-            else:
+            elif ok is not None:
                 hi = nxt
     if lo is not None and hi is not None:
         for _ in range(bisections):
             mid = round(math.sqrt(lo * hi), 1)
             if not lo < mid < hi:
                 break
-            if step(mid):
+            ok = step(mid)
+            if ok is None:
+                break
+            if ok:
                 lo = mid
             else:
                 hi = mid
@@ -158,11 +173,13 @@ def step_record(ph: dict[str, Any], rate: float, fails: list[str],
 
 
 def _step(runner: Runner, p: Capacity, res: ScenarioResult, call: Call, clients: int,
-          steps: list[dict[str, Any]], rate: float) -> bool:
-    """One step of a search: a phase at ``rate`` (again on failure, ``retries`` times),
-    judged and recorded; True if a run passed."""
+          steps: list[dict[str, Any]], more: Callable[[], bool], rate: float) -> bool:
+    """One step of a search: a phase at ``rate`` (again on failure, ``retries`` times
+    while the budget allows), judged and recorded; True if a run passed."""
     name = f"capacity-{call.tool}-{clients}"
     for attempt in range(p.retries + 1):
+        if attempt and not more():
+            break
         ph = runner.run(runner.spec(
             name, "open", clients, call, p.step_s, warmup_s=p.warmup_s, rate=rate,
             arrival="poisson", timeout_s=p.timeout_s,
@@ -186,16 +203,29 @@ def _step(runner: Runner, p: Capacity, res: ScenarioResult, call: Call, clients:
 def run(runner: Runner, p: Capacity, res: ScenarioResult) -> None:
     """Search every tool x client count; record capacity, first failure and every step."""
     table: dict[str, dict[str, Any]] = {}
+    t_end = time.perf_counter() + p.budget_s
+    left = len(p.tools) * len(p.clients)
     for i, tool in enumerate(p.tools):
         start = p.start_rates[min(i, len(p.start_rates) - 1)]
         call = default_call(tool)
         for clients in p.clients:
             steps: list[dict[str, Any]] = []
             name = f"capacity-{tool}-{clients}"
-            probe = functools.partial(_step, runner, p, res, call, clients, steps)
+            # an equal share of what is left of the budget: a slow host coarsens the
+            # searches (and says so) instead of stretching the run
+            t0 = time.perf_counter()
+            deadline = t0 + max(0.0, t_end - t0) / left
+            left -= 1
+
+            def more(_deadline: float = deadline) -> bool:
+                return time.perf_counter() < _deadline
+
+            probe = functools.partial(_step, runner, p, res, call, clients, steps, more)
             found = search(probe, start, factor=p.step_factor, bisections=p.bisections,
-                           min_rate=p.min_rate, max_rate=p.max_rate)
+                           min_rate=p.min_rate, max_rate=p.max_rate, more=more)
             entry = _entry(found, steps, p)
+            entry["search_s"] = round(time.perf_counter() - t0, 1)
+            entry["truncated"] = found.truncated
             table.setdefault(tool, {})[str(clients)] = entry
             key = f"capacity.{tool}.{clients}"
             cap = found.capacity
@@ -208,7 +238,8 @@ def run(runner: Runner, p: Capacity, res: ScenarioResult) -> None:
                       note=f"fails first: {', '.join(entry['fails_first']) or '-'}")
             runner.say(f"{name}: capacity {_fmt(cap, 0)} msg/s (first failure at "
                        f"{_fmt(found.first_fail, 0)}: {', '.join(entry['fails_first']) or '-'}"
-                       f"; {len(steps)} steps)")
+                       f"; {len(steps)} steps in {entry['search_s']:.0f} s"
+                       + (", stopped by the time budget" if found.truncated else "") + ")")
             if cap:
                 start = cap
     res.analysis["capacity"] = {"p99_limit_ms": p.p99_limit_ms,
