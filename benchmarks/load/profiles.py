@@ -95,7 +95,7 @@ class Soak:
     leak_kib_per_1000_msg: float = 1.0  # the plan's "no memory leaks": 1 KiB per 1000 msgs
     leak_fds_per_100k_msg: float = 1.0
     skip_fraction: float = 0.2          # first part of the window left out of the fits
-    blocks: int = 60                    # block means fitted (see leak.py)
+    blocks: int = 12                    # block means fitted (see leak.py)
 
 
 @dataclass(frozen=True)

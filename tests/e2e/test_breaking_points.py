@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from e2e_support import scenario
 
-from benchmarks.load.leak import CANNOT_TELL, LEAK, NO_LEAK, fit_slope, t_quantile, verdict
+from benchmarks.load.leak import (
+    CANNOT_TELL,
+    LEAK,
+    NO_LEAK,
+    describe,
+    fit_slope,
+    t_quantile,
+    verdict,
+)
 from benchmarks.load.scenarios.capacity import search
 from scheduler import knee
 
@@ -82,12 +90,17 @@ def test_leak_verdict_both_ways(seed: int) -> None:
 
 
 def test_leak_verdict_says_when_it_cannot_tell() -> None:
-    # no leak, but a 512 KiB arena taken half way through 10 s: a steep least-squares
-    # slope whose residuals say "one step", so the interval is wide, not a false "leak"
+    # no leak, but a 512 KiB arena taken once, half way through 10 s: a steep slope
+    # with a narrow interval, yet one half of the window is flat — a step, not a leak
     pts = [(t, v + (512 if t > 5 else 0)) for t, v in _rss(10, 0.0, 1)]
     fit = fit_slope(pts)
-    assert fit is not None and fit.slope > 0 and fit.r1 > 0.5
+    assert fit is not None and fit.scaled(0.5).lo > 0.5
     assert verdict(fit.scaled(0.5), 1.0) == CANNOT_TELL
+    assert "one step, not a steady leak" in describe(fit.scaled(0.5), 1.0, "KiB")
+    # too short to say anything
+    short = fit_slope(_rss(2, 0.0, 1))
+    assert short is not None and verdict(short.scaled(0.5), 1.0) == CANNOT_TELL
+    assert "run longer" in describe(short.scaled(0.5), 1.0, "KiB")
     assert verdict(None, 1.0) == CANNOT_TELL
 
 
