@@ -5,9 +5,11 @@ its curve: where p99 leaves the flat part and how steeply it climbs past it, and
 failed first. The capacity scenario keeps every step of its searches in its document
 (``analysis["capacity"]``), which the harness copies to ``<state>/instrument/<commit>-
 <profile>/capacity.json``; after each ``asv publish`` (which rewrites ``html/``) this
-module draws the newest document of each profile into ``html/capacity/``.
+module draws the newest document of each profile into ``html/capacity.html`` (plots in
+``html/capacity/``).
 
-Linked from the site under :data:`PAGE` (the site's extra pages), and back to it.
+Linked from asv's navigation bar as "Capacity" (``scheduler/site.py`` ``PAGES``), and
+back to the site.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-PAGE = "capacity/index.html"
+PAGE = "capacity.html"
+IMAGES = "capacity"  # the plots, one per profile, next to the page
 TITLE = "Capacity: latency against offered load"
 
 
@@ -39,20 +42,22 @@ def newest_documents(root: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     return {p: (c, d) for p, (_m, c, d) in sorted(found.items())}
 
 
-def publish(documents: Path, html_dir: Path) -> Path | None:
-    """Write ``html_dir/capacity/`` from the newest capacity documents; None if none."""
+def publish(documents: Path, html_dir: Path) -> Path:
+    """Write ``html_dir/capacity.html`` from the newest capacity documents (a page that says
+    none was kept yet when there is none: the site's navigation links it either way)."""
     docs = newest_documents(documents)
-    if not docs:
-        return None
-    out = html_dir / "capacity"
+    out = html_dir / IMAGES
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections = [] if docs else [
+        "<p>No capacity measurement has been kept yet: the <code>capacity</code> scenario "
+        "runs in the quick and full profiles (asv benchmark <code>capacity.Capacity</code>)"
+        "; this page shows the newest of each profile after the next run.</p>"]
     for profile, (commit, doc) in docs.items():
         image = f"knee-{profile}.png"
         plot(doc["analysis"]["capacity"], out / image,
              f"{commit} · profile {profile} · {doc.get('started_at', '')[:16]}")
-        sections.append(_section(profile, commit, doc, image))
-    page = out / "index.html"
+        sections.append(_section(profile, commit, doc, f"{IMAGES}/{image}"))
+    page = html_dir / PAGE
     page.write_text(_PAGE.format(title=html.escape(TITLE), body="\n".join(sections)),
                     encoding="utf-8")
     return page
@@ -143,7 +148,7 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</titl
 <style>body{{font-family:sans-serif;margin:1.5em;max-width:80em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.2em .6em;
 text-align:right}}img{{max-width:100%}}</style></head><body>
-<p><a href="../index.html">← benchmark history</a></p>
+<p><a href="index.html">← benchmark history</a></p>
 <h1>{title}</h1>
 <p>Per tool and client count, the highest offered rate (open loop, Poisson arrivals;
 latency from the intended send time) at which p99 stays under the limit and errors under

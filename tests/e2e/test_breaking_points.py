@@ -116,7 +116,9 @@ def test_capacity_smoke_and_its_page(tmp_path: Path) -> None:
             1e6 / cap["capacity_msg_s"], rel=1e-3)
     if cap["first_fail_msg_s"] is not None:
         assert cap["fails_first"], "a failing step must say what failed"
-    # the knee page from the kept document
+    # the knee page: a placeholder before any capacity run, then from the kept document
+    empty = knee.publish(tmp_path / "none", tmp_path / "html")
+    assert "No capacity measurement has been kept yet" in empty.read_text()
     docs = tmp_path / "instrument" / "abcdef12-smoke"
     docs.mkdir(parents=True)
     import json
@@ -126,3 +128,4 @@ def test_capacity_smoke_and_its_page(tmp_path: Path) -> None:
     text = page.read_text()
     assert "<code>abcdef12</code>" in text and "<td>echo</td><td>100</td>" in text
     assert (tmp_path / "html" / "capacity" / "knee-smoke.png").stat().st_size > 5000
+    assert 'src="capacity/knee-smoke.png"' in text

@@ -260,7 +260,9 @@ def _entry(found: Search, steps: list[dict[str, Any]], p: Capacity) -> dict[str,
             bound = "instrument"
         else:
             fails_first.append(HOST)
-    if found.first_fail is None:
+    if found.truncated and (found.first_fail is None or found.capacity is None):
+        bound = "budget"     # the time budget ended the search before a bracket
+    elif found.first_fail is None:
         bound = "max_rate"   # max_rate passed: the capacity is at least this
     elif found.capacity is None:
         bound = "min_rate"   # even min_rate failed
