@@ -124,8 +124,11 @@ class Capacity:
     max_send_lag_ms: float = 50.0         # generator behind schedule by more: it lagged
     generator_busy_percent: float = 90.0  # ... at this CPU: the instrument's own ceiling
     #: a failed step is run again this many times and fails only if every run fails:
-    #: host stalls (other tenants) only ever make a step slower, never faster
+    #: host stalls (other tenants) only ever make a step slower, never faster — when the
+    #: failure is a near miss (latency alone, p99 under ``retry_below`` x the limit); a
+    #: step far past the knee is not worth the time
     retries: int = 1
+    retry_below: float = 3.0
     max_rss_mib: float = 2048.0           # server memory: a step above it fails on memory
     warmup_s: float = 0.3
     step_s: float = 1.0

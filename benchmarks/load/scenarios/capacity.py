@@ -17,7 +17,7 @@ passing rate. The lowest failing rate says **what fails first** past it:
   figure is the instrument's ceiling, a lower bound of the server's capacity, and the
   result says so (``bound``);
 * ``host``: the generator fell behind *without* being busy: the machine did not run it
-  (other tenants). Such a step says nothing about the server, which is why a failed step
+  (other tenants). Such a step says nothing about the server, which is why a near miss
   is run again (``retries``) and fails only when every run fails — a stall only ever
   makes a step slower, so the best run is the server's.
 
@@ -197,6 +197,9 @@ def _step(runner: Runner, p: Capacity, res: ScenarioResult, call: Call, clients:
         if not fails:
             return True
         runner.settle(p.rest_s)
+        p99 = ph["latency_ms"]["p99"]
+        if fails != [LATENCY] or p99 is None or p99 >= p.retry_below * p.p99_limit_ms:
+            break  # not a near miss: far past the knee, or errors
     return False
 
 
