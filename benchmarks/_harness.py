@@ -67,13 +67,47 @@ def instrument_python() -> str:
     )
 
 
+def progress_target() -> str | None:
+    """Where the instrument's progress lines go while asv runs a scenario.
+
+    asv keeps a benchmark's output until the benchmark is over (then shows it with
+    ``-e``), so live progress needs its own way out: ``BENCH_PROGRESS_FILE`` (the
+    scheduler points it at a file it follows into its log; ``none`` switches progress
+    off), else the terminal asv was started from (``/dev/tty``), else nowhere.
+    """
+    explicit = os.environ.get("BENCH_PROGRESS_FILE")
+    if explicit is not None:
+        return None if explicit.strip().lower() in ("", "none", "off") else explicit
+    try:
+        with open("/dev/tty", "a"):
+            return "/dev/tty"
+    except OSError:  # no controlling terminal (a daemon, CI)
+        return None
+
+
+def keep_document(scenario: str, source: Path) -> None:
+    """Copy the instrument's document to ``BENCH_RESULTS_DIR/<scenario>.json`` when set
+    (the scheduler keeps every run's documents: asv stores only the tracked figures)."""
+    folder = os.environ.get("BENCH_RESULTS_DIR")
+    if not folder:
+        return
+    import shutil
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target / f"{scenario}.json")
+
+
 def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run one scenario of the instrument against this environment's server.
 
-    Returns the instrument's JSON document. The instrument's progress lines go
-    to this process's stderr, which asv shows with ``-e``.
+    Returns the instrument's JSON document. Progress lines (phase, elapsed and
+    expected time) go where :func:`progress_target` says, live.
     """
     prof = profile()
+    progress = progress_target()
+    progress_args = ["--progress", os.environ.get("BENCH_PROGRESS_S", "5"),
+                     "--progress-file", progress] if progress else ["--progress", "0"]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
@@ -89,6 +123,7 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
             "--json",
             str(out),
             "--quiet",
+            *progress_args,
             *extra_args,
         ]
         env = dict(os.environ)
@@ -105,6 +140,7 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
                 f"{time.monotonic() - started:.1f} s: {' '.join(cmd)}\n{proc.stdout[-4000:]}"
             )
         document: dict[str, Any] = json.loads(out.read_text())
+        keep_document(scenario, out)
     return document
 
 

@@ -65,6 +65,18 @@ class ConcurrentConnections:
         cancel; see load_performance.track_server_cpu_relative)."""
         return figure(result, "churn.server_cpu_relative")
 
+    def track_held_connections_lost(self, result):
+        """Held sessions that failed to open or were closed during the hold (the plan:
+        1000 clients held for 10 minutes in the full profile)."""
+        return figure(result, "hold.connections_lost")
+
+    def track_held_server_cpu_percent(self, result):
+        """Server CPU (% of one core) while the connections are held with light traffic
+        (the plan: < 80 %)."""
+        return figure(result, "hold.server_cpu_percent")
+
+    track_held_connections_lost.unit = "connections"
+    track_held_server_cpu_percent.unit = "%"
     track_churn_fd_delta.unit = "fds"
     track_churn_rss_per_cycle.unit = "KiB"
     track_churn_server_cpu_per_cycle.unit = "µs"

@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import quiet
 from .config import Config
 from .offline_site import OfflineSiteError, make_offline
 from .results import Measurement, ResultFile, ResultsError, StepRegression
@@ -55,10 +57,28 @@ class _Proc:
     lines: list[str] = field(default_factory=list)
 
 
+#: Prefix of the instrument's progress lines in the progress callback and the run's log
+#: (the phase running, elapsed and expected time; benchmarks/_harness.py writes them to
+#: ``BENCH_PROGRESS_FILE`` because asv holds a benchmark's own output until it ends).
+PROGRESS_MARK = "instrument: "
+#: Seconds between the instrument's in-phase progress lines in the daemon's log.
+PROGRESS_EVERY_S = 30
+#: How a busy machine is reported in a run's log (the nightly summary quotes it).
+NOT_IDLE = "warning: machine not idle: "
+#: Runs whose instrument documents are kept (a full run's are about 10 MB).
+KEEP_DOCUMENTS = 40
+
 # Log lines meaning the environment/tooling is broken (raise AsvError, re-queue the run)
 # rather than that the commit failed to build.
 INFRA_FAILURES = ("No environments selected", "command not found",
                   "Unknown environment type", "No such file or directory: 'uv'")
+#: Benchmark errors that are the measuring set-up's, not the commit's: every scenario fails
+#: the same way whatever the commit (benchmarks/_harness.py's messages).
+SETUP_FAILURES = ("no instrument interpreter",
+                  # ~/.asv-machine.json rewritten by another asv user of this HOME (a test
+                  # that restores its copy) after our `asv machine`: measured 2026-12-02,
+                  # every run of the daemon failed this way until it was restarted
+                  "No information stored about machine")
 
 
 def _asv_executable() -> list[str]:
@@ -77,7 +97,6 @@ class AsvProject:
         self.env_dir = cfg.asv.env_dir or (cfg.state_dir / "env")
         self.config_path = cfg.state_dir / "asv.conf.json"
         self.exe = list(cfg.asv.executable) or _asv_executable()
-        self._machines_done: set[str] = set()
         self._current = _Proc()
         self._stopping = False
         self._lock = threading.Lock()
@@ -142,17 +161,16 @@ class AsvProject:
         return env
 
     def ensure_machine(self, profile: str) -> None:
-        """``asv machine --yes`` once per machine name: asv refuses to ask without a tty."""
+        """``asv machine --yes`` before every run: asv refuses to ask without a tty, and
+        it keeps machines in ``~/.asv-machine.json``, which any other asv user of this
+        HOME may rewrite between two runs of a daemon that lives for weeks."""
         name = self.machine_for(profile)
-        if name in self._machines_done:
-            return
         cmd = [*self.exe, "machine", "--yes", "--machine", name, "--config",
                str(self.config_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
                               cwd=self.state_dir, timeout=300, check=False)
         if proc.returncode != 0:
             raise AsvError(f"asv machine failed: {proc.stdout}{proc.stderr}")
-        self._machines_done.add(name)
 
     # ---- running -----------------------------------------------------------------------
 
@@ -178,6 +196,15 @@ class AsvProject:
         cmd = [*self.exe, "run", "--config", str(self.config_path), "--machine", machine,
                "--record-samples", "--show-stderr", *self.cfg.asv.extra_args,
                f"{commit}^!"]
+        env = self._env(profile)
+        progress_file = self.state_dir / "progress.log"
+        progress_file.write_text("", encoding="utf-8")
+        env["BENCH_PROGRESS_FILE"] = str(progress_file)
+        env.setdefault("BENCH_PROGRESS_S", str(PROGRESS_EVERY_S))
+        documents = self.documents_dir(commit, profile)
+        shutil.rmtree(documents, ignore_errors=True)  # an earlier run's are not this run's
+        env["BENCH_RESULTS_DIR"] = str(documents)
+        _prune(self.documents_root, keep=KEEP_DOCUMENTS)
         t0 = time.monotonic()
         holder = _Proc()
         with self._lock:
@@ -185,7 +212,7 @@ class AsvProject:
             holder.abandoned = self._stopping
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env=self._env(profile), cwd=self.state_dir,
+                                    text=True, env=env, cwd=self.state_dir,
                                     start_new_session=True, bufsize=1, errors="replace")
         except OSError as exc:
             raise AsvError(f"cannot start asv ({cmd[0]}): {exc}") from None
@@ -197,14 +224,31 @@ class AsvProject:
         timer = threading.Timer(self.cfg.asv.run_timeout_s, self._timeout, args=(holder,))
         timer.daemon = True
         timer.start()
+        lock = threading.Lock()  # asv's output and the progress lines interleave
+
+        def emit(line: str) -> None:
+            with lock:
+                holder.lines.append(line if line.endswith("\n") else line + "\n")
+                if progress and line.strip():
+                    progress(line.rstrip())
+
+        # figures taken on a busy machine are slower for reasons that are not the commit:
+        # say so in the log (and the nightly summary), do not refuse to measure
+        for warning in quiet.check(0.5).warnings:
+            emit(f"{NOT_IDLE}{warning}")
+
+        done = threading.Event()
+        tail = threading.Thread(target=_follow, args=(progress_file, done, emit),
+                                name="asv-progress", daemon=True)
+        tail.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                holder.lines.append(line)
-                if progress and line.strip():
-                    progress(line.rstrip())
+                emit(line)
             rc = proc.wait()
         finally:
+            done.set()
+            tail.join(timeout=5)
             timer.cancel()
             if started:
                 started(None)
@@ -212,17 +256,21 @@ class AsvProject:
                 self._current = _Proc()
         log = "".join(holder.lines)
         seconds = time.monotonic() - t0
-        if holder.abandoned:  # drop a partial new result, put the old one back
+        setup = [ln.strip() for ln in log.splitlines()
+                 if any(s in ln for s in SETUP_FAILURES)]
+        if holder.abandoned or setup:  # drop a partial new result, put the old one back
             for f in self._result_files(commit, machine):
                 f.unlink()
         for f in stale:
             kept = aside / f.name
-            if holder.abandoned and kept.exists():
+            if (holder.abandoned or setup) and kept.exists():
                 kept.replace(f)
             else:
                 kept.unlink(missing_ok=True)
         if holder.abandoned:
             return RunOutcome("abandoned", rc, log, "run abandoned (shutdown)", seconds=seconds)
+        if setup:  # not this commit's fault: it is re-queued; say what to fix
+            raise AsvError(f"the benchmarks cannot run here: {setup[-1].lstrip('· ')}")
         if rc is not None and rc < 0:
             return RunOutcome("failed", rc, log, f"asv killed by signal {-rc}", seconds=seconds)
         files = self._result_files(commit, machine)
@@ -244,6 +292,15 @@ class AsvProject:
         errored = [m.id for m in result.measurements if m.value is None]
         error = ("benchmarks failed: " + ", ".join(errored)) if errored else ""
         return RunOutcome("done", rc, log, error, result, seconds=seconds)
+
+    @property
+    def documents_root(self) -> Path:
+        """The instrument's documents of every run (the knee plot, the soak's verdict,
+        every figure asv does not track): ``<state>/instrument/<hash8>-<profile>/``."""
+        return self.state_dir / "instrument"
+
+    def documents_dir(self, commit: str, profile: str) -> Path:
+        return self.documents_root / f"{commit[:8]}-{profile}"
 
     def _timeout(self, holder: _Proc) -> None:
         if holder.proc is not None and holder.proc.poll() is None:
@@ -347,6 +404,41 @@ class AsvProject:
                     bad=rev_to_hash.get(str(rev_b), ""), before=float(before),
                     after=float(after)))
         return out
+
+
+def _prune(folder: Path, *, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written run folders."""
+    if not folder.is_dir():
+        return
+    runs = sorted((d for d in folder.iterdir() if d.is_dir()),
+                  key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _follow(path: Path, done: threading.Event, emit: Callable[[str], None]) -> None:
+    """Pass each new line of ``path`` to ``emit`` (marked) until ``done``, then the rest."""
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+    except OSError:
+        return
+    with fh:
+        partial = ""
+        while True:
+            finished = done.is_set()
+            chunk = fh.read()
+            if chunk:
+                partial += chunk
+                *lines, partial = partial.split("\n")
+                for line in lines:
+                    if line.strip():
+                        emit(PROGRESS_MARK + line)
+            elif finished:
+                break
+            else:
+                done.wait(0.5)
+        if partial.strip():
+            emit(PROGRESS_MARK + partial)
 
 
 def kill_orphan(pgid: int) -> bool:

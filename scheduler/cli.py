@@ -22,7 +22,7 @@ from typing import Any
 
 from .asvrun import AsvError
 from .baselines import BaselinesError, bless
-from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
+from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, SlackConfig, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
 from .results import ResultsError, format_value
@@ -224,11 +224,26 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         print(f"  [{a['kind']}] {a['benchmark']} on {a['series']}: "
               f"{format_value(a['before'], unit)} -> {format_value(a['after'], unit)} "
               f"since {a['bad_commit'][:8]}")
-    print(f"alerts waiting for delivery: {len(st['outbox_pending'])}, "
-          f"undeliverable: {len(st['outbox_dead'])}")
-    for i in st["outbox_dead"]:
-        print(f"  {i['key']}: {i['last_error'][:120]}")
+    print("\n".join(outbox_lines(st["outbox_pending"], st["outbox_dead"], cfg.slack)))
     return 0
+
+
+def outbox_lines(pending: list[dict[str, Any]], dead: list[dict[str, Any]],
+                 slack: SlackConfig) -> list[str]:
+    """The outbox for ``status``: every message not delivered, with its last error (what
+    someone whose Slack channel stays silent needs to see)."""
+    out = [f"alerts waiting for delivery: {len(pending)}, undeliverable: {len(dead)}"]
+    for label, items in (("waiting", pending), ("undeliverable", dead)):
+        for i in items:
+            text = str(i["payload"].get("text", ""))[:100]
+            out.append(f"  {label}: {i['kind']} after {i['attempts']} attempt(s): "
+                       f"{i['last_error'][:160] or 'not tried yet'}")
+            out.append(f"    {text}")
+    if pending or dead:
+        out.append(f"  (backend {slack.backend}; waiting alerts are retried with "
+                   f"backoff, up to [slack] max_attempts = {slack.max_attempts}; "
+                   "status --json shows every message in full)")
+    return out
 
 
 def cmd_bless(cfg: Config, args: argparse.Namespace) -> int:

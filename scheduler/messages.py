@@ -7,11 +7,13 @@ content. Slack limits (50 blocks, 3000 characters per section) are respected her
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from .baselines import Baselines
 from .gitrepo import Commit
 from .policy.compare import Finding
-from .results import format_value
+from .results import ResultFile, format_value
 
 SECTION_MAX = 2900
 
@@ -125,20 +127,112 @@ def setup_error(error: str) -> dict[str, Any]:
             ]}
 
 
+BREACHED = "breached"
+MET = "met"
+NOT_MEASURED = "not measured"
+
+
+@dataclass(frozen=True)
+class LimitVerdict:
+    """One limit of ``limits.toml`` against one measured series of a nightly head."""
+
+    series: str
+    verdict: str  # met | breached | not measured
+    value: float | None
+    unit: str
+    limit: float
+    note: str
+
+    def line(self) -> str:
+        mark = {BREACHED: "✗", MET: "✓"}.get(self.verdict, "?")
+        lim = format_value(self.limit, self.unit)
+        if self.verdict == NOT_MEASURED:
+            what = f"no value (limit {lim})"
+        else:
+            op = ">" if self.verdict == BREACHED else "≤"
+            what = f"{format_value(self.value, self.unit)} {op} {lim}"
+        return f"{mark} {self.verdict}: {self.series}: {what}" + (
+            f" — {self.note}" if self.note else "")
+
+
+def limit_verdicts(result: ResultFile | None, baselines: Baselines, machine: str,
+                   profile: str) -> list[LimitVerdict]:
+    """Every limit in scope for (machine, profile) against ``result``: breached first,
+    then not measured, then met. A limit no series of the result matches is listed as
+    not measured with its pattern (a renamed or removed benchmark must not vanish from
+    the summary silently); one shadowed by a more specific limit is not listed."""
+    out: list[LimitVerdict] = []
+    matched: set[int] = set()
+    for m in result.measurements if result else ():
+        lim = baselines.limit_for(m.id, machine, profile)
+        if lim is None:
+            continue
+        matched.add(id(lim))
+        if not m.ok or m.value is None:
+            verdict = NOT_MEASURED
+        else:
+            verdict = BREACHED if m.value > lim.max else MET
+        out.append(LimitVerdict(m.id, verdict, m.value, m.unit, lim.max, lim.note))
+    for lim in baselines.limits:
+        if id(lim) in matched or lim.machine not in ("", machine) \
+                or lim.profile not in ("", profile):
+            continue
+        if result and any(lim.matches(m.id, machine, profile) for m in result.measurements):
+            continue  # shadowed by a more specific limit for every series it matches
+        out.append(LimitVerdict(f"/{lim.pattern}/", NOT_MEASURED, None, "", lim.max,
+                                lim.note))
+    order = {BREACHED: 0, NOT_MEASURED: 1, MET: 2}
+    return sorted(out, key=lambda v: (order.get(v.verdict, 3), v.series))
+
+
+def _sections(title: str, lines: list[str]) -> list[dict[str, Any]]:
+    """Lines packed into as few sections as Slack's 3000 characters allow."""
+    out: list[dict[str, Any]] = []
+    chunk = title
+    for ln in lines:
+        if len(chunk) + len(ln) + 1 > SECTION_MAX:
+            out.append(_section(chunk))
+            chunk = ""
+        chunk = f"{chunk}\n{ln}" if chunk else ln
+    out.append(_section(chunk))
+    return out
+
+
 def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
-            open_alerts: list[dict[str, Any]], site_url: str) -> dict[str, Any]:
-    """Nightly run summary: each branch head's status plus open regressions."""
+            open_alerts: list[dict[str, Any]], site_url: str, *,
+            limits: dict[str, list[LimitVerdict]] | None = None,
+            notes: list[str] | None = None) -> dict[str, Any]:
+    """Nightly run summary: each branch head's status, every limit breached or met (per
+    branch head, ``limits``), notes (the soak's leak verdicts, a busy machine) and open
+    regressions."""
     lines = [f"• `{branch}` `{commit[:8]}`: {status}" for branch, commit, status in rows]
     alerts = [f"• {a['benchmark']} [{a['series']}] ({a['kind']}) since "
               f"`{a['bad_commit'][:8]}`" for a in open_alerts[:20]]
+    counts = []
+    limit_lines: list[str] = []
+    for branch, verdicts in (limits or {}).items():
+        n = {k: sum(1 for v in verdicts if v.verdict == k)
+             for k in (BREACHED, NOT_MEASURED, MET)}
+        counts.append(f"{branch}: {n[BREACHED]} breached, {n[MET]} met"
+                      + (f", {n[NOT_MEASURED]} not measured" if n[NOT_MEASURED] else ""))
+        limit_lines.append(f"*{branch}* — limits: {counts[-1].split(': ', 1)[1]}")
+        limit_lines += [f"{v.line()}" for v in verdicts]
     text = (f"Nightly {profile} run {batch}: " + ", ".join(
-        f"{b} {s}" for b, _c, s in rows) + f"; {len(open_alerts)} open regression(s)")
+        f"{b} {s}" for b, _c, s in rows) + (f"; limits {'; '.join(counts)}" if counts else "")
+        + f"; {len(open_alerts)} open regression(s)")
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Nightly {profile} run"}},
         _section("\n".join(lines) or "nothing ran"),
+    ]
+    if limit_lines:
+        blocks += _sections("*Limits*", limit_lines)
+    if notes:
+        blocks += _sections("*Notes*", [f"• {n}" for n in notes])
+    blocks += [
         _section("*Open regressions*\n" + ("\n".join(alerts) if alerts else "none")),
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{site_url}|History> · batch {batch}"}]},
     ]
-    return {"kind": "summary", "text": text, "details": lines + alerts, "blocks": blocks,
-            "link": site_url}
+    return {"kind": "summary", "text": text,
+            "details": lines + limit_lines + [f"note: {n}" for n in notes or []] + alerts,
+            "blocks": blocks[:50], "link": site_url}

@@ -32,10 +32,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from . import alerts_page, messages
-from .asvrun import AsvError, AsvProject, RunOutcome, kill_orphan
+from . import alerts_page, knee, messages
+from .asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
 from .baselines import BaselinesError, load_baselines
 from .config import Config
 from .gitrepo import Commit, GitError, GitRepo
@@ -142,12 +143,16 @@ class Service:
         batch = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
         self.state.set_meta(f"batch:{kind}", batch)
         n = 0
+        heads: dict[str, str] = {}
         for branch in self.cfg.repository.branches:
             head = self.repo.head(branch)
+            heads[branch] = head.hash
             self.state.record_commit(head.hash, branch, head.author, head.date, head.subject)
             if self.state.enqueue(head.hash, branch, profile, kind, head.date,
                                   requeue_done=True):
                 n += 1
+        # the summary reports these heads, not whatever the branches point at by then
+        self.state.set_meta(f"batch-heads:{kind}", json.dumps(heads))
         self._say(f"{kind}: queued {n} branch head(s) with profile {profile}")
         return n
 
@@ -294,9 +299,11 @@ class Service:
                 self._judge_and_mark(r, r.status)
 
     def _progress(self, line: str) -> None:
-        if self.verbose and ("%]" in line or "Building" in line or "Installing" in line
-                             or "rror" in line):
-            print(f"    {line[:160]}", file=sys.stderr, flush=True)
+        # asv's own lines ([ 40.00%] ...) and the instrument's (scenario, phase, elapsed
+        # and expected time: asvrun.PROGRESS_MARK)
+        if self.verbose and (line.startswith((PROGRESS_MARK, NOT_IDLE)) or "%]" in line
+                             or "Building" in line or "Installing" in line or "rror" in line):
+            print(f"    {line[:200]}", file=sys.stderr, flush=True)
 
     def abandon(self) -> None:
         """SIGTERM: stop after (or abandon) the current run."""
@@ -309,6 +316,10 @@ class Service:
             self.asv.publish()
         except AsvError as exc:
             self._say(f"publish failed (results are kept): {exc}")
+        try:  # the capacity page next to the site (asv publish rewrites html/)
+            knee.publish(self.asv.documents_root, self.cfg.site.html_dir)
+        except Exception as exc:  # a plot is a nicety; never lose a run over it
+            self._say(f"capacity page not written: {exc}")
         self.write_alerts_page()
 
     def write_alerts_page(self) -> None:
@@ -570,15 +581,37 @@ class Service:
             return
         batch = self.state.get_meta(f"batch:{kind}") or "manual"
         rows = []
+        limits: dict[str, list[messages.LimitVerdict]] = {}
+        notes: list[str] = []
+        try:  # the heads the batch queued (commits may land during a 95-minute run)
+            heads = dict(json.loads(self.state.get_meta(f"batch-heads:{kind}") or "{}"))
+        except (ValueError, TypeError):
+            heads = {}
         for branch in self.cfg.repository.branches:
-            try:
-                head = self.repo.head(branch)
-            except GitError:
-                continue
-            r = self.state.run_for(head.hash, profile)
-            rows.append((branch, head.hash, r.status + (f" ({r.error})" if r.error else "")
+            head_hash = heads.get(branch)
+            if not head_hash:
+                try:
+                    head_hash = self.repo.head(branch).hash
+                except GitError:
+                    continue
+            r = self.state.run_for(head_hash, profile)
+            rows.append((branch, head_hash, r.status + (f" ({r.error})" if r.error else "")
                          if r else "not run"))
-        msg = messages.summary(batch, profile, rows, self.state.open_alerts(), self.site_url)
+            if r is None or r.status != "done":
+                continue
+            notes += [f"{branch}: {ln.strip()} (at the start of the run)"
+                      for ln in self.state.run_log(r.id).splitlines()
+                      if ln.startswith(NOT_IDLE)]
+            try:  # every limit met or breached; a broken file is said, not fatal here
+                limits[branch] = messages.limit_verdicts(
+                    self.asv.result_for(head_hash, profile),
+                    load_baselines(self.cfg.baselines_dir), self.cfg.asv.machine, profile)
+            except (ResultsError, BaselinesError) as exc:
+                notes.append(f"{branch}: limits not judged: {exc}")
+            notes += [f"{branch}: {n}" for n in soak_verdicts(
+                self.asv.documents_dir(head_hash, profile) / "soak.json")]
+        msg = messages.summary(batch, profile, rows, self.state.open_alerts(), self.site_url,
+                               limits=limits, notes=notes)
         self.outbox.put(f"summary|{kind}|{batch}", "summary", msg)
 
     # ---- reporting --------------------------------------------------------------------
@@ -627,3 +660,15 @@ def _confirm_base_key(profile: str, commit: str) -> str:
 def _confirm_series_key(profile: str, commit: str) -> str:
     """Meta: the series (JSON list) whose regression at ``commit`` awaits confirmation."""
     return f"confirm-series:{profile}:{commit}"
+
+
+def soak_verdicts(document: Path) -> list[str]:
+    """The soak's leak verdicts (its "memory: ..." and "file descriptors: ..." notes) from
+    the instrument's kept document; none when the run kept no soak document."""
+    try:
+        doc = json.loads(document.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = doc.get("notes") if isinstance(doc, dict) else None
+    return [n for n in notes or [] if isinstance(n, str)
+            and n.startswith(("memory:", "file descriptors:"))]

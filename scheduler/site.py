@@ -45,7 +45,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 # The service's own pages, published next to asv's and linked from asv's navigation bar
 # (href, title). A new page: write it into html/ after every publish (asv publish
 # replaces the directory) and add it here.
-PAGES: tuple[tuple[str, str], ...] = (("alerts.html", "Alerts"),)
+PAGES: tuple[tuple[str, str], ...] = (("alerts.html", "Alerts"),
+                                      ("capacity.html", "Capacity"))
 
 PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="30"><title>Benchmarks</title></head>

@@ -9,12 +9,15 @@ to core 0 (the generator to the other cores), samples, and stops at the end.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import environment, profiles
+from .estimate import clock, expected_s
+from .phase import ProgressOut, to_stderr
 from .resources import ResourceSampler, compact
 from .result import ScenarioResult, document
 from .runner import Runner, Target
@@ -48,8 +51,12 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
                  server_pythonpath: Sequence[str] = (), admin: bool | None = None,
                  workers: int = 1, overrides: dict[str, str] | None = None,
                  enforce_full: bool = False, progress_s: float = 0.0,
+                 progress_out: ProgressOut | None = None,
                  pin: bool = True) -> dict[str, Any]:
-    """Run one scenario at one profile and return its ``benchmarks.load/1`` document."""
+    """Run one scenario at one profile and return its ``benchmarks.load/1`` document.
+
+    With ``progress_s`` > 0, progress lines (the phase running, elapsed and expected
+    time) go to ``progress_out`` (default stderr)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
     if (url is None) == (server_python is None):
@@ -62,6 +69,9 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     old_affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     server: ServerProcess | None = None
     sampler: ResourceSampler | None = None
+    # the request log of the server started here: removed afterwards (a one-hour soak
+    # writes millions of rows; left in /tmp, every run would add its own)
+    scratch = tempfile.mkdtemp(prefix="loadgen-") if server_python is not None else None
     try:
         if server_python is not None:
             given = {a.split("=", 1)[0] for a in server_args}
@@ -70,7 +80,7 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             if token and "--token" not in extra:  # the server we start must expect it
                 extra += ["--token", token]
             server = start_server(server_python, extra, pythonpath=server_pythonpath,
-                                  core=0 if pin else None)
+                                  core=0 if pin else None, request_log_dir=scratch)
             url = server.url
             server_pid = server.pid
             if admin is None:
@@ -83,12 +93,17 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
         target = Target(url=url, token=token, server=server, pid=server_pid,
                         admin=bool(admin))
         runner = Runner(target=target, sampler=sampler, workers=workers,
-                        progress_s=progress_s, t0=t0)
+                        progress_s=progress_s, t0=t0, label=f"{scenario}/{profile}",
+                        expected_s=expected_s(scenario, params),
+                        out=progress_out or to_stderr)
+        runner.say("started")
         res = ScenarioResult(scenario=scenario, profile=profile)
         run_fn(runner, params, res)
+        res.notes.extend(runner.notes)
         if sampler is not None:
             sampler.mark()
         elapsed = time.perf_counter() - t0
+        runner.say(f"done in {clock(elapsed)}")
         settings = {
             "scenario": scenario, "profile": profile, "url": url,
             "token_set": token is not None, "workers": workers,
@@ -114,6 +129,8 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             sampler.stop()
         if server is not None:
             server.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         if old_affinity is not None and pin:
             os.sched_setaffinity(0, old_affinity)
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from . import profiles
@@ -71,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the result document; with --scenario all the path must "
                           "contain {scenario}")
     run.add_argument("--progress", type=float, default=5.0, metavar="S",
-                     help="progress line every S seconds on phases of 10 s or more (0: off)")
+                     help="progress: a line per phase, and every S seconds on phases of "
+                          "10 s or more, with the run's elapsed and expected time (0: off)")
+    run.add_argument("--progress-file", metavar="PATH",
+                     help="append the progress lines to PATH instead of stderr (the asv "
+                          "suite sends them to the scheduler's log or the terminal)")
     run.add_argument("--no-pin", action="store_true", help="do not set CPU affinities")
     run.add_argument("--enforce-full", action="store_true",
                      default=os.environ.get("E2E_FULL") == "1",
@@ -80,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 1 when a counted criterion failed")
     run.add_argument("--quiet", action="store_true", help="no table on stdout")
     return ap
+
+
+def _progress_writer(path: str) -> Callable[[str], None]:
+    """Append one line at a time to ``path`` (opened per line: the reader may rotate it,
+    and a terminal device such as /dev/tty must not be held open). Unwritable: stderr."""
+    def write(line: str) -> None:
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            print(line, file=sys.stderr, flush=True)
+
+    return write
 
 
 def _overrides(items: list[str]) -> dict[str, str]:
@@ -107,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     overrides = _overrides(args.set)
     failed = False
+    progress_out = _progress_writer(args.progress_file) if args.progress_file else None
     for name in scenarios:
         try:
             doc: dict[str, Any] = run_scenario(
@@ -116,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 admin=True if args.admin else None, workers=args.workers,
                 overrides=overrides if len(scenarios) == 1 else None,
                 enforce_full=args.enforce_full, progress_s=args.progress,
-                pin=not args.no_pin)
+                progress_out=progress_out, pin=not args.no_pin)
         except (ValueError, RuntimeError) as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2

@@ -38,6 +38,28 @@ def raise_nofile(wanted: int = 65536) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+#: file descriptors a run needs besides its sockets (interpreter, sampler, logs, pipes)
+FD_RESERVE = 64
+
+
+def nofile_shortfall(connections: int) -> str | None:
+    """Why ``connections`` sockets will not all open under this process's RLIMIT_NOFILE,
+    or None when they fit. Without this, the connections over the limit fail one by one
+    as ``connect:oserror_24`` (EMFILE) and the resource sampler loses the server too."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = connections + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return None
+    return (f"RLIMIT_NOFILE is {soft} (hard limit {hard}): {connections} connections need "
+            f"about {need} file descriptors; raise it before the run (ulimit -n "
+            f"{max(4096, need)}; the hard limit is set in /etc/security/limits.conf or "
+            "with systemd's LimitNOFILE=)")
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

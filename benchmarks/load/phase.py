@@ -18,6 +18,12 @@ from .runtime import Context, StopFlag
 from .spec import PhaseSpec
 
 ProgressFn = Callable[[Recorder, float], None]
+#: where progress lines go (stderr by default; the asv harness sends them to a file)
+ProgressOut = Callable[[str], None]
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 async def run_async(spec: PhaseSpec, stop: StopFlag | None = None,
@@ -73,16 +79,18 @@ def run_in_process(spec: PhaseSpec, stop: StopFlag | None = None,
         loop.close()
 
 
-def print_progress(name: str, duration_s: float) -> ProgressFn:
-    """A progress line on stderr: elapsed, sent, ok, errors and the current rate."""
+def print_progress(name: str, duration_s: float,
+                   out: ProgressOut | None = None) -> ProgressFn:
+    """A progress line (stderr, or ``out``): elapsed, sent, ok, errors, the current rate."""
     state = {"t": 0.0, "ok": 0}
+    write = out or to_stderr
 
     def report(rec: Recorder, elapsed: float) -> None:
         errs = sum(rec.errors.values())
         dt = max(1e-9, elapsed - state["t"])
         rate = (rec.ok - state["ok"]) / dt
         state["t"], state["ok"] = elapsed, rec.ok
-        print(f"[{name}] {elapsed:6.1f}/{duration_s:.0f}s sent={rec.sent} ok={rec.ok} "
-              f"err={errs} {rate:,.0f} msg/s", file=sys.stderr, flush=True)
+        write(f"{name} {elapsed:6.1f}/{duration_s:.0f}s sent={rec.sent} ok={rec.ok} "
+              f"err={errs} {rate:,.0f} msg/s")
 
     return report

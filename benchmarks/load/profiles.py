@@ -81,13 +81,61 @@ class OverloadRecovery:
 
 @dataclass(frozen=True)
 class Soak:
-    """Steady open-loop load; RSS and fd slopes."""
+    """Steady open-loop load; RSS and fd slopes with a leak verdict (benchmarks/load/leak.py).
+
+    The leak sizes are what the verdict must resolve: a slope that large is "leak", one
+    under half of it (upper 95 % bound) "no leak", anything between "cannot tell".
+    """
 
     rate: float = 1000.0
     connections: int = 20
     tool: str = "echo"
     duration_s: float = 25.0
     warmup_s: float = 2.0
+    leak_kib_per_1000_msg: float = 1.0  # the plan's "no memory leaks": 1 KiB per 1000 msgs
+    leak_fds_per_100k_msg: float = 1.0
+    skip_fraction: float = 0.2          # first part of the window left out of the fits
+    blocks: int = 12                    # block means fitted (see leak.py)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Breaking points: per tool and client count, the highest offered rate (open loop,
+    Poisson) at which p99 stays under ``p99_limit_ms`` and errors under
+    ``max_error_fraction`` (benchmarks/load/scenarios/capacity.py).
+
+    The search steps the rate by ``step_factor`` from the tool's start rate until one
+    step passes and the next fails, then bisects that bracket (geometrically)
+    ``bisections`` times: the result is within ``step_factor ** (1 / 2 ** bisections)``
+    of the true capacity (quick: 2 ** (1/8) = 9 %, full: 2 ** (1/32) = 2 %).
+    """
+
+    tools: tuple[str, ...] = ("echo", "chat", "analyze")
+    clients: tuple[int, ...] = (100, 1000)
+    #: first offered rate per tool (msg/s), in the order of ``tools``; near the measured
+    #: capacity of this machine, so the coarse search needs few steps
+    start_rates: tuple[float, ...] = (4000.0, 2000.0, 1000.0)
+    step_factor: float = 2.0
+    bisections: int = 3
+    min_rate: float = 25.0
+    max_rate: float = 64000.0
+    p99_limit_ms: float = 200.0           # the plan: p99 < 200 ms
+    max_error_fraction: float = 0.001     # errors under 0.1 %
+    max_send_lag_ms: float = 50.0         # generator behind schedule by more: it lagged
+    generator_busy_percent: float = 90.0  # ... at this CPU: the instrument's own ceiling
+    #: a failed step is run again this many times and fails only if every run fails:
+    #: host stalls (other tenants) only ever make a step slower, never faster — when the
+    #: failure is a near miss (latency alone, p99 under ``retry_below`` x the limit); a
+    #: step far past the knee is not worth the time
+    retries: int = 1
+    retry_below: float = 3.0
+    max_rss_mib: float = 2048.0           # server memory: a step above it fails on memory
+    warmup_s: float = 0.3
+    step_s: float = 1.0
+    timeout_s: float = 2.0                # a reply later than this is a timeout (latency)
+    rest_s: float = 0.3                   # after a failed step: the backlog drains
+    connect_concurrency: int = 200
+    budget_s: float = 60.0                # the whole scenario; shared by the searches
 
 
 @dataclass(frozen=True)
@@ -156,6 +204,13 @@ TABLE: dict[str, dict[str, Any]] = {
         "quick": BadInput(),
         "full": BadInput(phase_s=20.0, rounds=3, warmup_s=1.0, non_readers=16,
                          half_open=32),
+    },
+    "capacity": {
+        "smoke": Capacity(tools=("echo",), clients=(100,), step_factor=4.0, bisections=1,
+                          warmup_s=0.2, step_s=0.6, rest_s=0.2, retries=0, budget_s=10.0),
+        "quick": Capacity(),
+        "full": Capacity(bisections=5, warmup_s=2.0, step_s=8.0, rest_s=1.0,
+                         budget_s=1200.0),
     },
 }
 

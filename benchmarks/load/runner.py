@@ -10,6 +10,7 @@ that the load loops themselves never block on them.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from typing import Any
 from websockets.sync.client import connect as sync_connect
 from websockets.typing import Subprotocol
 
+from . import environment, workers
 from . import protocol as P
-from . import workers
+from .estimate import clock
+from .phase import ProgressOut, to_stderr
 from .protocol import Call
 from .resources import ResourceSampler
 from .result import build_phase
@@ -67,6 +70,23 @@ class Runner:
     t0: float = field(default_factory=time.perf_counter)
     #: (start, end) perf_counter of the last phase's measurement window
     last_window: tuple[float, float] = (0.0, 0.0)
+    #: progress lines: "[scenario/profile] ..." with the run's elapsed and expected time
+    label: str = ""
+    expected_s: float | None = None
+    out: ProgressOut | None = None
+    #: remarks for the result document's notes (e.g. a file-descriptor limit too low)
+    notes: list[str] = field(default_factory=list)
+    _last_phase: str = ""
+
+    def elapsed(self) -> str:
+        """``run 12:34 of ~61:00`` (the expected part only when it is known)."""
+        text = f"run {clock(time.perf_counter() - self.t0)}"
+        return text + (f" of ~{clock(self.expected_s)}" if self.expected_s else "")
+
+    def say(self, text: str) -> None:
+        """One progress line (when progress is on): the scenario, ``text``, the clock."""
+        if self.progress_s > 0 and self.out is not None:
+            self.out(f"[{self.label}] {text} | {self.elapsed()}")
 
     def spec(self, name: str, loop: LoopKind, connections: int, call: Call,
              duration_s: float, **kw: Any) -> PhaseSpec:
@@ -84,6 +104,18 @@ class Runner:
         not from the call, so connecting 1000 sessions or spawning workers does not eat
         into the time before a restart or a failure injection.
         """
+        if spec.name != self._last_phase:  # repeated rounds of one phase: one line
+            self._last_phase = spec.name
+            short = environment.nofile_shortfall(spec.connections)
+            if short and short not in self.notes:
+                self.notes.append(short)
+                print(f"warning: {short}", file=sys.stderr, flush=True)
+                if self.out is not to_stderr:
+                    self.say(f"warning: {short}")
+            load = {"open": f"{spec.rate:,.0f} msg/s" if spec.rate else "no traffic",
+                    "closed": f"{spec.inflight} in flight each"}.get(spec.loop, spec.loop)
+            self.say(f"phase {spec.name}: {spec.loop}, {spec.connections} connections, "
+                     f"{load}, {spec.warmup_s + spec.duration_s:g} s")
         stop = threading.Event()
         went = threading.Event()
         events: list[dict[str, Any]] = []
@@ -96,7 +128,8 @@ class Runner:
         if self.sampler is not None:
             self.sampler.mark()
         try:
-            wire = workers.run_phase(spec, stop=stop, on_go=went.set)
+            wire = workers.run_phase(spec, stop=stop, on_go=went.set,
+                                     out=self._phase_line if self.out else None)
         finally:
             went.set()
             stop.set()
@@ -110,6 +143,10 @@ class Runner:
         for ev in events:
             ev["t_s"] = round(ev.pop("_at") - go, 3)
         return build_phase(spec, wire, self.sampler, events)
+
+    def _phase_line(self, text: str) -> None:
+        if self.out is not None:
+            self.out(f"[{self.label}] {text} | {self.elapsed()}")
 
     def _act(self, action: Action, went: threading.Event, stop: threading.Event,
              events: list[dict[str, Any]]) -> None:

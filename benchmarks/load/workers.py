@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -25,17 +24,18 @@ from .spec import PhaseSpec
 
 
 def run_phase(spec: PhaseSpec, stop: StopFlag | None = None,
-              on_go: Callable[[], None] | None = None) -> dict[str, Any]:
+              on_go: Callable[[], None] | None = None,
+              out: phase.ProgressOut | None = None) -> dict[str, Any]:
     """Run ``spec`` with ``spec.workers`` processes (in this process when 1); merged wire.
 
     ``on_go`` is called once the connections are open and traffic is about to start (the
     moment timed actions count from).
     """
     if spec.workers <= 1:
-        progress = phase.print_progress(spec.name, spec.warmup_s + spec.duration_s) \
+        progress = phase.print_progress(spec.name, spec.warmup_s + spec.duration_s, out) \
             if spec.progress_s > 0 else None
         return phase.run_in_process(spec, stop=stop, progress=progress, ready=on_go)
-    return _run_workers(spec, stop, on_go)
+    return _run_workers(spec, stop, on_go, out or phase.to_stderr)
 
 
 def _worker(spec: PhaseSpec, index: int, barrier: Any, stop: Any, counters: Any,
@@ -57,7 +57,8 @@ def _worker(spec: PhaseSpec, index: int, barrier: Any, stop: Any, counters: Any,
 
 
 def _run_workers(spec: PhaseSpec, stop: StopFlag | None,
-                 on_go: Callable[[], None] | None) -> dict[str, Any]:
+                 on_go: Callable[[], None] | None,
+                 say: phase.ProgressOut) -> dict[str, Any]:
     n = min(spec.workers, max(1, spec.connections))  # every worker needs a connection
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(n + 1)
@@ -98,9 +99,8 @@ def _run_workers(spec: PhaseSpec, stop: StopFlag | None,
                 sent = sum(counters[3 * i] for i in range(n))
                 ok = sum(counters[3 * i + 1] for i in range(n))
                 errs = sum(counters[3 * i + 2] for i in range(n))
-                print(f"[{spec.name}] {now - t0:6.1f}/{spec.warmup_s + spec.duration_s:.0f}s"
-                      f" sent={sent} ok={ok} err={errs} ({n} workers)",
-                      file=sys.stderr, flush=True)
+                say(f"{spec.name} {now - t0:6.1f}/{spec.warmup_s + spec.duration_s:.0f}s"
+                    f" sent={sent} ok={ok} err={errs} ({n} workers)")
             if not any(p.is_alive() for p in procs) and results.empty():
                 break
             continue

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from sched_helpers import TinyRepo, alerts_file, once, run_cli, runs, write_config
+from sched_helpers import TinyRepo, alerts_file, git, once, run_cli, runs, write_config
 
 from scheduler.config import load_config
 from scheduler.service import Service
@@ -22,7 +22,11 @@ def test_backfill_bless_nightly_and_corrupt_results(tmp_path: Path, shared: Path
     c1 = r.commit(0.010, "c1")
     c2 = r.commit(0.0110, "c2")
     c3 = r.commit(0.0100, "c3")
-    cfg = write_config(tmp_path, shared, r)
+    # limits of the full profile only: the nightly summary lists them, met or not measured
+    cfg = write_config(tmp_path, shared, r, limits=(
+        "[[limit]]\nbenchmark = 'track_latency$'\nmax = 1.0\nprofile = \"full\"\n"
+        "note = \"one second\"\n"
+        "[[limit]]\nbenchmark = 'track_gone$'\nmax = 2.0\nprofile = \"full\"\n"))
     state = tmp_path / "state"
     once(cfg)
     assert runs(state) == {c3: "done"}
@@ -52,12 +56,20 @@ def test_backfill_bless_nightly_and_corrupt_results(tmp_path: Path, shared: Path
     svc = Service(load_config(cfg), verbose=False)
     try:
         assert svc.enqueue_heads("nightly") == 1
+        # a commit lands while the nightly runs: the summary still reports the head it ran
+        r.commit(0.0130, "landed during the nightly")
         assert svc.drain() == 1
+        git(r.path, "reset", "-q", "--hard", c4)
         assert svc.state.run_for(c4, "full").status == "done"  # type: ignore[union-attr]
     finally:
         svc.close()
     summaries = [a for a in alerts_file(state) if a["kind"] == "summary"]
     assert len(summaries) == 1 and "Nightly full run" in str(summaries[0]["text"])
+    assert f"• `main` `{c4[:8]}`: done" in summaries[0]["details"]
+    assert "limits main: 0 breached, 1 met, 1 not measured" in str(summaries[0]["text"])
+    details = "\n".join(summaries[0]["details"])
+    assert "✓ met: bench_tiny.Suite.track_latency: 13 ms ≤ 1 s — one second" in details
+    assert "? not measured: /track_gone$/: no value (limit 2)" in details
     assert (state / "results" / "testbox-full").is_dir()
 
     # status shows the queue, last values and open regressions

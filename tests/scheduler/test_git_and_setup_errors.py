@@ -58,3 +58,31 @@ def test_lock_prevents_two_schedulers(tmp_path: Path) -> None:
             raise AssertionError("second lock acquired")
     with StateLock(tmp_path):  # released: can be taken again
         pass
+
+
+def test_asv_machine_file_rewritten_by_someone_else(tmp_path: Path, shared: Path,
+                                                    tiny_repo: TinyRepo) -> None:
+    """Another asv user of this HOME rewrites ~/.asv-machine.json (a test restoring its
+    copy did, 2026-12-02): the daemon's next run must not fail for it."""
+    import os
+
+    from scheduler.config import load_config
+    from scheduler.service import Service
+
+    machine = f"machinefile{os.getpid()}"  # ours alone: other runs' machines untouched
+    c1 = tiny_repo.commit(0.01, "one")
+    cfg = write_config(tmp_path, shared, tiny_repo)
+    cfg.write_text(cfg.read_text().replace('machine = "testbox"', f'machine = "{machine}"'))
+    svc = Service(load_config(cfg), verbose=False)
+    try:
+        svc.asv.write_config()
+        svc.asv.ensure_machine("smoke")  # as an earlier run of this daemon did
+        path = Path.home() / ".asv-machine.json"
+        known = json.loads(path.read_text())
+        known.pop(f"{machine}-smoke")
+        path.write_text(json.dumps(known))
+        svc.poll()
+        assert svc.drain() == 1
+        assert svc.state.run_for(c1, "smoke").status == "done"  # type: ignore[union-attr]
+    finally:
+        svc.close()

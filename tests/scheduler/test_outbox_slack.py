@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sched_helpers import FakeSlack
 
+from scheduler.cli import outbox_lines
+from scheduler.config import SlackConfig
 from scheduler.notify.console import ConsoleNotifier
 from scheduler.notify.slackbot import SlackBotNotifier
 from scheduler.notify.webhook import WebhookNotifier
@@ -87,6 +89,15 @@ def test_fatal_error_is_parked_not_retried(tmp_path: Path, fake_slack: FakeSlack
     assert box.flush() == (0, 1)
     dead = state.outbox_all("dead")
     assert len(dead) == 1 and "invalid_auth" in dead[0].last_error
+    # `status` shows it with its error, so a silent channel can be explained
+    box.put("alert|y", "failure", {**MSG, "text": "Build failed for abc"})
+    lines = outbox_lines([i.__dict__ for i in state.outbox_all("pending")],
+                         [i.__dict__ for i in dead], SlackConfig())
+    assert lines[0] == "alerts waiting for delivery: 1, undeliverable: 1"
+    assert "  waiting: failure after 0 attempt(s): not tried yet" in lines
+    assert any(ln.startswith("  undeliverable: regression after 1 attempt(s): ")
+               and "invalid_auth" in ln for ln in lines)
+    assert "    Build failed for abc" in lines
 
 
 def test_webhook_and_console(tmp_path: Path, fake_slack: FakeSlack) -> None:

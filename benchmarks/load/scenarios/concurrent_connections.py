@@ -81,6 +81,9 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
         per_conn = round((srv["rss_kib_max"] - base[3] / 1024) / p.hold_n, 3)
     res.metrics["hold.rss_kib_per_connection"] = per_conn
     res.analysis["memory_per_connection_kib"] = per_conn
+    # "1000 clients held for 10 minutes": sessions that never opened or closed under us
+    res.metrics["hold.connections_lost"] = (p.hold_n - hold["connections"]["opened"]
+                                            + sum(hold["connection_errors"].values()))
     res.check(f"hold: {p.hold_n} connections opened", hold["connections"]["opened"],
               ">=", p.hold_n)
     res.check("hold: error fraction", hold["requests"]["error_fraction"], "==", 0.0)

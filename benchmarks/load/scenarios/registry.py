@@ -17,6 +17,7 @@ from ..runner import Runner
 from . import (
     adhoc,
     bad_input,
+    capacity,
     concurrent_connections,
     end_to_end_latency,
     load_performance,
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, tuple[RunFn, ServerOptions]] = {
     "overload_recovery": (overload_recovery.run,
                           (("--allow-admin",), ("--max-inflight", "32"))),
     "soak": (soak.run, ()),
+    "capacity": (capacity.run, ()),
     "adhoc": (adhoc.run, ()),
     # not in ALL (nor in asv): it needs a server that knows --send-timeout
     "bad_input": (bad_input.run, bad_input.SERVER_ARGS),
@@ -43,4 +45,4 @@ SCENARIOS: dict[str, tuple[RunFn, ServerOptions]] = {
 
 #: What ``--scenario all`` runs, in order.
 ALL = ("load_performance", "concurrent_connections", "end_to_end_latency",
-       "overload_recovery", "soak")
+       "overload_recovery", "soak", "capacity")
