@@ -12,13 +12,10 @@ other and show as separate series in the site.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import quiet
+from .children import child_env, groups_of, kill_group, kill_orphan_group
 from .config import Config
 from .offline_site import OfflineSiteError, make_offline
 from .results import Measurement, ResultFile, ResultsError, StepRegression
@@ -149,22 +147,24 @@ class AsvProject:
         return self.config_path
 
     def _env(self, profile: str | None) -> dict[str, str]:
-        env = dict(os.environ)
-        # asv finds uv/virtualenv on PATH: make the tools installed next to this
-        # interpreter visible even when the venv is not activated
-        bindir = str(Path(sys.executable).parent)
-        if bindir not in env.get("PATH", "").split(os.pathsep):
-            env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-        if profile:
-            env["BENCH_PROFILE"] = profile
+        """asv's environment: the allow-list of ``scheduler.children`` (asv builds and
+        runs the commit under test), ``BENCH_PROFILE`` for a run."""
+        # a run's processes carry the state directory: a restarted daemon finds what a
+        # killed one left running, whatever became of asv itself (kill_orphan)
+        extra = {"BENCH_PROFILE": profile, STATE_MARK: str(self.state_dir)} if profile else {}
+        env = child_env(self.cfg.asv.pass_env, overrides=extra)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
     def ensure_machine(self, profile: str) -> None:
-        """``asv machine --yes`` before every run: asv refuses to ask without a tty, and
-        it keeps machines in ``~/.asv-machine.json``, which any other asv user of this
-        HOME may rewrite between two runs of a daemon that lives for weeks."""
+        """``asv machine --yes`` for a machine name ``~/.asv-machine.json`` does not know
+        (asv refuses to ask without a tty). Checked before every run, not once per
+        process: that file is per user, and anything else run by the same user (another
+        asv project, a test session restoring its copy) may rewrite it under a running
+        daemon."""
         name = self.machine_for(profile)
+        if _machine_known(name):
+            return
         cmd = [*self.exe, "machine", "--yes", "--machine", name, "--config",
                str(self.config_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
@@ -220,7 +220,7 @@ class AsvProject:
         if started:
             started(proc.pid)  # its process group id: lets a restarted daemon clean up
         if holder.abandoned:  # abandon() raced with the start
-            _kill_group(proc)
+            kill_group(proc)
         timer = threading.Timer(self.cfg.asv.run_timeout_s, self._timeout, args=(holder,))
         timer.daemon = True
         timer.start()
@@ -306,7 +306,7 @@ class AsvProject:
         if holder.proc is not None and holder.proc.poll() is None:
             holder.lines.append(f"\n[scheduler] asv run exceeded {self.cfg.asv.run_timeout_s}s;"
                                 " killed\n")
-            _kill_group(holder.proc)
+            kill_group(holder.proc)
 
     def abandon(self) -> bool:
         """Stop the current ``asv run`` (SIGTERM to its process group, then SIGKILL).
@@ -316,7 +316,7 @@ class AsvProject:
             holder = self._current
             holder.abandoned = True
         if holder.proc is not None and holder.proc.poll() is None:
-            _kill_group(holder.proc)
+            kill_group(holder.proc)
             return True
         return holder.proc is not None
 
@@ -441,39 +441,32 @@ def _follow(path: Path, done: threading.Event, emit: Callable[[str], None]) -> N
             emit(PROGRESS_MARK + partial)
 
 
-def kill_orphan(pgid: int) -> bool:
+def _machine_known(name: str) -> bool:
+    try:
+        data = json.loads((Path.home() / ".asv-machine.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and name in data
+
+
+#: In the environment of every process of an ``asv run``: the state directory.
+STATE_MARK = "SCHEDULER_STATE_DIR"
+
+
+def kill_orphan(pgid: int, config_path: Path | None = None) -> bool:
     """Terminate an ``asv run`` left behind by a daemon killed with SIGKILL (its own
-    session survives the parent). Checks the command line first: PIDs get reused."""
-    try:
-        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    if b"asv" not in cmdline or b" run " not in cmdline + b" ":
-        return False
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return False
-    for _ in range(100):
-        if not Path(f"/proc/{pgid}").exists():
-            break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    return True
-
-
-def _kill_group(proc: subprocess.Popen[str], grace_s: float = 10.0) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    session survives the parent): group ``pgid``, and any ``asv run --config
+    <config_path>`` (the daemon may have died before it stored the group)."""
+    groups = {pgid} if pgid > 0 else set()
+    markers = [b"asv run"]
+    if config_path is not None:
+        mark = f"{STATE_MARK}={config_path.parent} ".encode()  # /proc: NULs read as spaces
+        groups |= groups_of(f"--config {config_path}".encode()) | groups_of(mark)
+        markers.append(mark)
+    killed = False
+    for group in groups:
+        killed = kill_orphan_group(group, tuple(markers), grace_s=10.0) or killed
+    return killed
 
 
 def _summarize_failure(log: str, rc: int | None) -> str:

@@ -25,6 +25,7 @@ from .baselines import BaselinesError, bless
 from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, SlackConfig, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
+from .redact import redact_url
 from .results import ResultsError, format_value
 from .site import SiteError, ensure_placeholder
 
@@ -283,6 +284,7 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     d = asdict(cfg)
     d["slack"]["token"] = "<set>" if cfg.slack.token else ""
     d["slack"]["webhook_url"] = "<set>" if cfg.slack.webhook_url else ""
+    d["repository"]["url"] = redact_url(cfg.repository.url)
     print(json.dumps(d, indent=2, default=str))
     return 0
 

@@ -51,6 +51,12 @@ class AsvConfig:
     machine: str = "default"  # load_config's default is the host name
     extra_args: tuple[str, ...] = ()
     run_timeout_s: float = 4 * 3600.0
+    # Environment variables (names or shell patterns such as "MY_*") passed to asv and
+    # side-by-side runs on top of the allow-list of scheduler/children.py.
+    pass_env: tuple[str, ...] = ()
+    # A run the scheduler died during this many times (out of memory, killed) is marked
+    # failed instead of being queued again.
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,7 @@ def _looks_like_url(value: str) -> bool:
 _SECTIONS: dict[str, set[str]] = {
     "repository": {"url", "branches", "initial_commits", "max_queue_per_poll"},
     "asv": {"config", "benchmark_dir", "env_dir", "executable", "machine", "extra_args",
-            "run_timeout_s"},
+            "run_timeout_s", "pass_env", "max_attempts"},
     "schedule": {"poll_interval_s", "work_interval_s", "nightly", "weekly_soak",
                  "misfire_grace_time_s"},
     "profiles": {"premerge", "nightly", "soak"},
@@ -310,6 +316,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         machine=machine,
         extra_args=a.get_strlist("extra_args", ()),
         run_timeout_s=a.get_num("run_timeout_s", 4 * 3600.0, minimum=1),
+        pass_env=a.get_strlist("pass_env", ()),
+        max_attempts=a.get_int("max_attempts", 3, minimum=1),
     )
 
     s = sect("schedule")

@@ -52,8 +52,10 @@ def build_scheduler(cfg: Config, key: str) -> BlockingScheduler:
         seconds=s.work_interval_s, timezone="UTC"), args=[key], id="work",
         name="measure queued commits", replace_existing=True,
         next_run_time=now + _dt.timedelta(seconds=1))
+    # at once after a start too: what a killed daemon left undelivered goes out now
     sched.add_job("scheduler.jobs:outbox_job", IntervalTrigger(seconds=15, timezone="UTC"),
-                  args=[key], id="outbox", name="deliver alerts", replace_existing=True)
+                  args=[key], id="outbox", name="deliver alerts", replace_existing=True,
+                  next_run_time=now)
     sched.add_job("scheduler.jobs:nightly_job", CronTrigger.from_crontab(
         s.nightly, timezone="UTC"), args=[key], id="nightly", name="nightly full profile",
         replace_existing=True)
@@ -109,7 +111,7 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        say(f"daemon started (state {cfg.state_dir}, watching {cfg.repository.url} "
+        say(f"daemon started (state {cfg.state_dir}, watching {svc.repo.shown_url} "
             f"{', '.join(cfg.repository.branches)})")
         try:
             sched.start()

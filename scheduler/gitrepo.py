@@ -4,13 +4,21 @@ Why a mirror for URLs: asv needs a local repository to check commits out of, and
 job needs ``git rev-list``; one bare mirror under the state directory serves both and is
 fetched once per poll. A local path is used in place (asv does the same), so "." watches
 this very checkout with no copy.
+
+Arguments that come from users (the URL, a ``backfill`` range, a ``bless`` commit) are
+passed after ``--`` / ``--end-of-options``, so that a value starting with ``-`` is never
+taken for an option (``--upload-pack=...``, ``--output=...``). Every error text goes
+through :func:`redact_url`: git echoes the URL, credentials included.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from .redact import redact_url
 
 
 class GitError(Exception):
@@ -34,23 +42,30 @@ class Commit:
 _FMT = "%H%x1f%an <%ae>%x1f%ct%x1f%s"
 
 
+def _env() -> dict[str, str]:
+    # a daemon started from a terminal must fail, not wait for a password on it
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
 class GitRepo:
     """A local path used in place, or a bare mirror of a URL in ``mirror_dir``."""
 
     def __init__(self, url: str, *, local_path: Path | None, mirror_dir: Path) -> None:
         self.url = url
+        self.shown_url = redact_url(url)  # for messages: never the credentials
         self.local = local_path is not None
         self.path = local_path if local_path is not None else mirror_dir
 
     def _git(self, *args: str, timeout: float = 600) -> str:
         try:
             proc = subprocess.run(["git", "-C", str(self.path), *args], capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+                                  text=True, timeout=timeout, check=False, env=_env())
         except subprocess.TimeoutExpired:
-            raise GitError(f"git {' '.join(args)} timed out after {timeout:.0f}s") from None
+            raise GitError(redact_url(f"git {' '.join(args)} timed out after {timeout:.0f}s")
+                           ) from None
         if proc.returncode != 0:
-            raise GitError(f"git {' '.join(args)} failed in {self.path}: "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+            raise GitError(redact_url(f"git {' '.join(args)} failed in {self.path}: "
+                                      f"{proc.stderr.strip() or proc.stdout.strip()}"))
         return proc.stdout
 
     def fetch(self) -> None:
@@ -61,15 +76,18 @@ class GitRepo:
             return
         if not (self.path / "HEAD").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(["git", "clone", "--mirror", self.url, str(self.path)],
-                                  capture_output=True, text=True, timeout=3600, check=False)
+            proc = subprocess.run(["git", "clone", "--mirror", "--", self.url, str(self.path)],
+                                  capture_output=True, text=True, timeout=3600, check=False,
+                                  env=_env())
             if proc.returncode != 0:
-                raise GitError(f"git clone --mirror {self.url} failed: {proc.stderr.strip()}")
+                raise GitError(redact_url(f"git clone --mirror {self.url} failed: "
+                                          f"{proc.stderr.strip()}"))
             return
         self._git("fetch", "--prune", "origin", timeout=3600)
 
     def resolve(self, rev: str) -> str:
-        return self._git("rev-parse", "--verify", "--quiet", rev + "^{commit}").strip()
+        return self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
+                         rev + "^{commit}").strip()
 
     def branch_ref(self, branch: str) -> str:
         return f"refs/heads/{branch}"
@@ -88,21 +106,22 @@ class GitRepo:
         try:
             out = self._git(*args, self.branch_ref(branch), "--")
         except GitError as exc:
-            raise GitError(f"cannot read branch {branch!r} of {self.url}: {exc}") from None
+            raise GitError(f"cannot read branch {branch!r} of {self.shown_url}: {exc}") from None
         return _parse(out)
 
     def rev_list(self, rev_range: str) -> list[Commit]:
         """Commits of a range in first-parent order, newest first (``a..b``, ``x^!``, ...)."""
-        out = self._git("log", "--first-parent", f"--format={_FMT}", *rev_range.split(), "--")
+        out = self._git("log", "--first-parent", f"--format={_FMT}", "--end-of-options",
+                        *rev_range.split(), "--")
         return _parse(out)
 
     def parent(self, rev: str) -> str:
         """The first parent's hash ("" for a root commit)."""
-        out = self._git("rev-list", "--parents", "-n1", rev, "--").split()
+        out = self._git("rev-list", "--parents", "-n1", "--end-of-options", rev, "--").split()
         return out[1] if len(out) > 1 else ""
 
     def info(self, rev: str) -> Commit:
-        out = self._git("log", "-n1", f"--format={_FMT}", rev, "--")
+        out = self._git("log", "-n1", f"--format={_FMT}", "--end-of-options", rev, "--")
         commits = _parse(out)
         if not commits:
             raise GitError(f"unknown commit {rev!r}")

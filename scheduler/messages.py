@@ -3,6 +3,11 @@
 Why built once, at queue time: the outbox stores the finished message, so a retry after a
 restart sends exactly what would have been sent, and the console backend prints the same
 content. Slack limits (50 blocks, 3000 characters per section) are respected here.
+
+Everything in the blocks that comes from a commit (subject, author), a log or an error is
+escaped for Slack's mrkdwn (``scheduler.mrkdwn.escape``): a subject ``<!channel>`` or ``<http://evil|ok>``
+must show as typed, not page the channel or hide a link. ``text`` and ``details`` stay
+plain text (the console prints them); the Slack backends escape ``text`` when they send it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 from .baselines import Baselines
 from .gitrepo import Commit
+from .mrkdwn import escape, mrkdwn_link
 from .policy.compare import Finding
 from .results import ResultFile, format_value
 
@@ -27,9 +33,10 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def _commit_text(c: Commit | None, fallback: str) -> str:
+    """mrkdwn: hash, subject, author (the last two escaped: anyone can write them)."""
     if c is None:
-        return f"`{fallback[:8]}`" if fallback else "—"
-    return f"`{c.short}` {c.subject[:80]} — {c.author}"
+        return f"`{escape(fallback[:8])}`" if fallback else "—"
+    return f"`{c.short}` {escape(c.subject[:80])} — {escape(c.author)}"
 
 
 def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str,
@@ -70,16 +77,18 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}},
-        _section(f"*<{link}|{f.bench}>*  on `{f.machine}`\n{change_md}\n{sig}"),
+        _section(f"*{mrkdwn_link(link, f.bench)}*  on `{escape(f.machine)}`\n"
+                 f"{escape(change_md)}\n{escape(sig)}"),
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*First bad*\n{_commit_text(bad, f.bad)}"},
             {"type": "mrkdwn", "text": f"*Last good*\n{_commit_text(good, f.good)}"
              if f.good else "*Last good*\n—"},
-            {"type": "mrkdwn", "text": f"*Range*\n`{rng}`"},
-            {"type": "mrkdwn", "text": f"*Crossed*\n{_cut(f.crossed, 1900)}"},
+            {"type": "mrkdwn", "text": f"*Range*\n`{escape(rng)}`"},
+            {"type": "mrkdwn", "text": f"*Crossed*\n{escape(_cut(f.crossed, 1900))}"},
         ]},
         {"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"<{link}|Open the graph with the commits highlighted>"}]},
+            {"type": "mrkdwn",
+             "text": mrkdwn_link(link, "Open the graph with the commits highlighted")}]},
     ]
     return {"kind": "regression", "text": text, "details": details, "blocks": blocks,
             "link": link, "plot": plot, "plot_url": plot_url,
@@ -97,22 +106,24 @@ def recovery(bench: str, machine: str, kind: str, value: float, unit: str,
     text = (f"Recovered: {bench} [{machine}] is {what} at "
             f"{commit.short if commit else commit_hash[:8]}: {format_value(value, unit)}{ref}")
     return {"kind": "recovery", "text": text, "details": [], "link": link,
-            "blocks": [_section(f":white_check_mark: *<{link}|{bench}>* on `{machine}` is "
-                                f"{what}: {format_value(value, unit)}{ref} at "
+            "blocks": [_section(f":white_check_mark: *{mrkdwn_link(link, bench)}* on "
+                                f"`{escape(machine)}` is {what}: "
+                                f"{escape(format_value(value, unit) + ref)} at "
                                 f"{_commit_text(commit, commit_hash)}")]}
 
 
 def failure(commit: Commit | None, commit_hash: str, profile: str, error: str, log_tail: str,
-            *, partial: bool) -> dict[str, Any]:
-    what = "Some benchmarks errored" if partial else "Build or benchmark run failed"
+            *, partial: bool, what: str = "") -> dict[str, Any]:
+    what = what or ("Some benchmarks errored" if partial else "Build or benchmark run failed")
     text = f"{what} for {commit.short if commit else commit_hash[:8]} ({profile}): {error}"
     tail = log_tail[-1800:]
     return {"kind": "failure", "text": text, "details": tail.splitlines()[-15:],
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": what}},
-                _section(f"{_commit_text(commit, commit_hash)}\nprofile `{profile}`: "
-                         f"{_cut(error, 800)}"),
-                _section(f"```{tail}```" if tail.strip() else "(no log)"),
+                _section(f"{_commit_text(commit, commit_hash)}\nprofile `{escape(profile)}`: "
+                         f"{escape(_cut(error, 800))}"),
+                # cut before escaping: an entity is never cut in half
+                _section(f"```{escape(tail)}```" if tail.strip() else "(no log)"),
             ]}
 
 
@@ -122,7 +133,7 @@ def setup_error(error: str) -> dict[str, Any]:
     return {"kind": "failure", "text": text, "details": error.splitlines()[-15:],
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": "asv cannot run"}},
-                _section(f"```{_cut(error, 2500)}```"),
+                _section(f"```{escape(_cut(error, 2500))}```"),
                 _section("Queued commits wait until this is fixed; nothing is lost."),
             ]}
 
@@ -215,23 +226,24 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
              for k in (BREACHED, NOT_MEASURED, MET)}
         counts.append(f"{branch}: {n[BREACHED]} breached, {n[MET]} met"
                       + (f", {n[NOT_MEASURED]} not measured" if n[NOT_MEASURED] else ""))
-        limit_lines.append(f"*{branch}* — limits: {counts[-1].split(': ', 1)[1]}")
-        limit_lines += [f"{v.line()}" for v in verdicts]
+        limit_lines.append(f"*{escape(branch)}* — limits: {counts[-1].split(': ', 1)[1]}")
+        limit_lines += [escape(v.line()) for v in verdicts]
     text = (f"Nightly {profile} run {batch}: " + ", ".join(
         f"{b} {s}" for b, _c, s in rows) + (f"; limits {'; '.join(counts)}" if counts else "")
         + f"; {len(open_alerts)} open regression(s)")
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Nightly {profile} run"}},
-        _section("\n".join(lines) or "nothing ran"),
+        _section(escape("\n".join(lines)) or "nothing ran"),
     ]
     if limit_lines:
         blocks += _sections("*Limits*", limit_lines)
     if notes:
-        blocks += _sections("*Notes*", [f"• {n}" for n in notes])
+        blocks += _sections("*Notes*", [f"• {escape(n)}" for n in notes])
     blocks += [
-        _section("*Open regressions*\n" + ("\n".join(alerts) if alerts else "none")),
+        _section("*Open regressions*\n" + (escape("\n".join(alerts)) if alerts else "none")),
         {"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"<{site_url}|History> · batch {batch}"}]},
+            {"type": "mrkdwn",
+             "text": f"{mrkdwn_link(site_url, 'History')} · batch {escape(batch)}"}]},
     ]
     return {"kind": "summary", "text": text,
             "details": lines + limit_lines + [f"note: {n}" for n in notes or []] + alerts,

@@ -3,8 +3,11 @@ from there, so a Slack outage or a restart loses none and sends none twice.
 
 Why: a regression found at 03:00 while Slack is down must still arrive, exactly once.
 Each message has a unique key (e.g. the regression's identity), so queuing it again is a
-no-op; delivery marks it ``sent`` in the same process right after the backend returns,
-and a partial delivery (message posted, plot not yet uploaded) is saved as progress.
+no-op; delivery marks it ``sent`` right after the backend returns. What a delivery has
+started or done (posting, the posted message's ts, the plot uploaded) is saved as
+progress before and after each step, and handed back to the backend on the next try: a
+delivery cut short by a kill, a timeout or a 5xx is looked up before it is repeated
+(bot, console: exactly once; webhook: at least once, it cannot look anything up).
 Failed deliveries are retried with exponential backoff; after ``max_attempts`` (or a
 non-retryable error such as a bad token) a message is parked as ``dead`` — still in the
 database and shown by ``status``, never silently dropped.
@@ -57,7 +60,7 @@ class Outbox:
                 self.state.outbox_progress(_id, p)
 
             try:
-                self.notifier.send(item.payload, progress, save)
+                self.notifier.send(item.payload, progress, save, key=item.key)
             except DeliveryError as exc:
                 failed += 1
                 attempts = item.attempts + 1

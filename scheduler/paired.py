@@ -23,7 +23,7 @@ dependencies are the ones installed here).
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks.load.versus import point_name, sign_test_p
 
-from .asvrun import _kill_group
+from .children import child_env, groups_of, kill_group, kill_orphan_group
 from .config import PairedConfig
 
 #: After SIGTERM, versus stops both servers (each drains for up to 15 s) and removes its
@@ -150,12 +150,26 @@ def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
     return PairedResult(a, b, tuple(points), seconds)
 
 
-class PairedRunner:
-    """Runs ``versus --commits`` as a child process group that :meth:`abandon` can stop."""
+#: In the command line of a side-by-side run (how a restarted daemon recognises one).
+MARKER = b"benchmarks.load.versus"
 
-    def __init__(self, cfg: PairedConfig, *, repo: Path) -> None:
+#: ``started(pgid, work_dir)`` when a run starts, ``started(None, "")`` when it ended.
+Started = Callable[[int | None, str], None]
+
+
+class PairedRunner:
+    """Runs ``versus --commits`` as a child process group that :meth:`abandon` can stop.
+
+    ``started`` learns the group id and the work directory (worktrees, result) of each
+    run, so that a daemon killed with SIGKILL can be cleaned up after by the next start
+    (:meth:`kill_orphan`). ``pass_env``: see ``scheduler.children.child_env``."""
+
+    def __init__(self, cfg: PairedConfig, *, repo: Path, pass_env: tuple[str, ...] = (),
+                 started: Started | None = None) -> None:
         self.cfg = cfg
         self.repo = repo
+        self.pass_env = pass_env
+        self.started = started
         self._proc: subprocess.Popen[str] | None = None
         self._stopping = False
         self._lock = threading.Lock()
@@ -171,56 +185,74 @@ class PairedRunner:
             progress: Callable[[str], None] | None = None) -> PairedResult:
         """One side-by-side run of ``a`` (parent) and ``b`` with the instrument in
         ``project_dir`` (where ``benchmarks`` is importable from); raises ``PairedError``."""
-        with tempfile.TemporaryDirectory(prefix="scheduler-paired-") as tmp:
-            out = Path(tmp) / "versus.json"
-            cmd = [sys.executable, "-m", "benchmarks.load.versus", "--commits", a, b,
-                   "--repo", str(self.repo), "--points", self.cfg.points,
-                   "--rounds", str(self.cfg.rounds), "--duration", f"{self.cfg.duration_s:g}",
-                   "--threshold", f"{self.cfg.threshold:g}", "--alpha", f"{self.cfg.alpha:g}",
-                   "--tool", self.cfg.tool, "--json", str(out),
-                   "--worktree-dir", str(Path(tmp) / "worktrees")]
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            t0 = time.monotonic()
-            with self._lock:
-                if self._stopping:
-                    raise PairedError("abandoned (shutdown)")
-                try:
-                    proc = subprocess.Popen(cmd, cwd=project_dir, env=env, text=True,
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                            start_new_session=True, errors="replace")
-                except OSError as exc:
-                    raise PairedError(f"cannot start versus: {exc}") from None
-                self._proc = proc
-            timer = threading.Timer(self.cfg.timeout_s, _kill_group, args=(proc, STOP_GRACE_S))
-            timer.daemon = True
-            timer.start()
-            lines: list[str] = []
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    lines.append(line)
-                    if progress and line.strip():
-                        progress(line.rstrip())
-                rc = proc.wait()
-            except BaseException:  # SIGTERM/Ctrl-C in this process: take the child along
-                _kill_group(proc, STOP_GRACE_S)
-                raise
-            finally:
-                timer.cancel()
-                with self._lock:
-                    self._proc = None
-                self._remove_worktrees(Path(tmp) / "worktrees")
-            seconds = time.monotonic() - t0
+        # the work directory is known to the state before anything runs in it, and
+        # removed before the state forgets it: a daemon killed at any point leaves nothing
+        # the next start cannot find (kill_orphan)
+        tmp = tempfile.mkdtemp(prefix="scheduler-paired-")
+        if self.started:
+            self.started(0, tmp)
+        try:
+            return self._run(a, b, tmp, project_dir=project_dir, progress=progress)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.started:
+                self.started(None, "")
+
+    def _run(self, a: str, b: str, tmp: str, *, project_dir: Path,
+             progress: Callable[[str], None] | None) -> PairedResult:
+        """``run`` in the work directory ``tmp``."""
+        out = Path(tmp) / "versus.json"
+        cmd = [sys.executable, "-m", "benchmarks.load.versus", "--commits", a, b,
+               "--repo", str(self.repo), "--points", self.cfg.points,
+               "--rounds", str(self.cfg.rounds), "--duration", f"{self.cfg.duration_s:g}",
+               "--threshold", f"{self.cfg.threshold:g}", "--alpha", f"{self.cfg.alpha:g}",
+               "--tool", self.cfg.tool, "--json", str(out),
+               "--worktree-dir", str(Path(tmp) / "worktrees")]
+        # the servers run the commit's code: the allow-listed environment only
+        env = child_env(self.pass_env, overrides={"PYTHONUNBUFFERED": "1"})
+        t0 = time.monotonic()
+        with self._lock:
             if self._stopping:
                 raise PairedError("abandoned (shutdown)")
-            if rc not in (0, 1) or not out.is_file():
-                why = "timed out" if seconds >= self.cfg.timeout_s else f"exit {rc}"
-                tail = "".join(lines[-5:]).strip()
-                raise PairedError(f"versus {a[:8]} {b[:8]} failed ({why}): {tail}")
             try:
-                doc = json.loads(out.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise PairedError(f"unreadable versus result: {exc}") from None
+                proc = subprocess.Popen(cmd, cwd=project_dir, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True, errors="replace")
+            except OSError as exc:
+                raise PairedError(f"cannot start versus: {exc}") from None
+            self._proc = proc
+        if self.started:
+            self.started(proc.pid, tmp)
+        timer = threading.Timer(self.cfg.timeout_s, kill_group, args=(proc, STOP_GRACE_S))
+        timer.daemon = True
+        timer.start()
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if progress and line.strip():
+                    progress(line.rstrip())
+            rc = proc.wait()
+        except BaseException:  # SIGTERM/Ctrl-C in this process: take the child along
+            kill_group(proc, STOP_GRACE_S)
+            raise
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._proc = None
+            self._remove_worktrees(Path(tmp) / "worktrees")
+        seconds = time.monotonic() - t0
+        if self._stopping:
+            raise PairedError("abandoned (shutdown)")
+        if rc not in (0, 1) or not out.is_file():
+            why = "timed out" if seconds >= self.cfg.timeout_s else f"exit {rc}"
+            tail = "".join(lines[-5:]).strip()
+            raise PairedError(f"versus {a[:8]} {b[:8]} failed ({why}): {tail}")
+        try:
+            doc = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PairedError(f"unreadable versus result: {exc}") from None
         return parse_versus(doc, a, b, seconds, threshold=self.cfg.threshold,
                             alpha=self.cfg.alpha)
 
@@ -230,7 +262,26 @@ class PairedRunner:
             self._stopping = True
             proc = self._proc
         if proc is not None and proc.poll() is None:
-            _kill_group(proc, STOP_GRACE_S)
+            kill_group(proc, STOP_GRACE_S)
+
+    def kill_orphan(self, pgid: int, work_dir: str) -> bool:
+        """Start-up after a SIGKILL: stop the side-by-side run (versus and both servers, one
+        process group) a killed daemon left behind — group ``pgid``, or found by its work
+        directory when the daemon died before it could store the group — and remove its
+        worktrees and work directory. SIGKILL at once: nobody waits for its verdict, and
+        its worktrees are removed here. True when a run was still there."""
+        groups = {pgid} if pgid > 0 else set()
+        if work_dir:
+            groups |= groups_of(work_dir.encode())
+        killed = False
+        # versus has the work directory on its command line, the servers in PYTHONPATH
+        markers = (MARKER, work_dir.encode()) if work_dir else (MARKER,)
+        for group in groups:
+            killed = kill_orphan_group(group, markers, grace_s=0) or killed
+        if work_dir:
+            self._remove_worktrees(Path(work_dir) / "worktrees")
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return killed
 
     def _remove_worktrees(self, under: Path) -> None:
         """Worktrees a killed versus left under ``under`` (it removes its own when it can

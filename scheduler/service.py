@@ -47,9 +47,10 @@ from .plot import history_png, plot_name
 from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
 from .policy.compare import Finding
 from .policy.neighbours import neighbours
+from .redact import Redactor
 from .results import ResultFile, ResultsError, StepRegression, bench_id, format_value
 from .site import graph_link
-from .state import Run, State
+from .state import Message, NewCommit, Run, State
 
 log = logging.getLogger("scheduler")
 
@@ -77,12 +78,14 @@ class Service:
     def __init__(self, cfg: Config, *, verbose: bool = True) -> None:
         self.cfg = cfg
         self.verbose = verbose
-        self.state = State(cfg.state_dir / "state.sqlite3")
+        self.state = State(cfg.state_dir / "state.sqlite3", scrub=Redactor.from_environment(
+            [cfg.slack.token, cfg.slack.webhook_url]))
         local = cfg.repo_path() if cfg.repo_is_local() else None
         self.repo = GitRepo(cfg.repository.url, local_path=local,
                             mirror_dir=cfg.state_dir / "repo.git")
         self.asv = AsvProject(cfg, self.repo.path)
-        self.paired = PairedRunner(cfg.paired, repo=self.repo.path)
+        self.paired = PairedRunner(cfg.paired, repo=self.repo.path, pass_env=cfg.asv.pass_env,
+                                   started=self._paired_started)
         self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
                              max_attempts=cfg.slack.max_attempts)
         self.stop = threading.Event()
@@ -102,7 +105,8 @@ class Service:
     # ---- polling ----------------------------------------------------------------------
 
     def poll(self) -> int:
-        """Fetch, record new commits on the watched branches, queue them newest first."""
+        """Fetch, record new commits on the watched branches, queue them newest first
+        (one transaction per branch: a kill never leaves a commit seen but not queued)."""
         self.repo.fetch()
         queued = 0
         known = self.state.known_commits()
@@ -113,13 +117,12 @@ class Service:
             new = [c for c in commits if c.hash not in known]
             cap = (self.cfg.repository.initial_commits if first_time
                    else self.cfg.repository.max_queue_per_poll)
-            for i, c in enumerate(new):
-                self.state.record_commit(c.hash, branch, c.author, c.date, c.subject)
-                known.add(c.hash)
-                if i < cap and self.state.enqueue(c.hash, branch, self.cfg.profiles.premerge,
-                                                  "poll", c.date):
-                    queued += 1
-            self.state.set_meta(f"polled:{branch}", str(time.time()))
+            queued += self.state.record_commits(
+                branch, [NewCommit(c.hash, c.author, c.date, c.subject, queue=i < cap)
+                         for i, c in enumerate(new)],
+                profile=self.cfg.profiles.premerge, kind="poll",
+                meta={f"polled:{branch}": str(time.time())})
+            known.update(c.hash for c in new)
         if queued:
             self._say(f"queued {queued} new commit(s)")
         return queued
@@ -128,13 +131,10 @@ class Service:
         """Queue the first-parent commits of a range (``backfill``)."""
         self.repo.fetch()
         branch = self.cfg.repository.branches[0]
-        n = 0
-        for c in self.repo.rev_list(rev_range):
-            self.state.record_commit(c.hash, branch, c.author, c.date, c.subject)
-            if self.state.enqueue(c.hash, branch, self.cfg.profiles.premerge, kind, c.date,
-                                  requeue_done=False):
-                n += 1
-        return n
+        return self.state.record_commits(
+            branch, [NewCommit(c.hash, c.author, c.date, c.subject, queue=True)
+                     for c in self.repo.rev_list(rev_range)],
+            profile=self.cfg.profiles.premerge, kind=kind)
 
     def enqueue_heads(self, kind: str) -> int:
         """Nightly/soak: the full profile on each branch head (re-measured if done before)."""
@@ -202,17 +202,20 @@ class Service:
             self.stats.abandoned += 1
             self._say(f"abandoned {run.short}; re-queued")
             return outcome
-        # The report goes into the outbox before the run is marked finished: a crash in
-        # between re-runs the commit and the report's key keeps it single.
+        # The report and the finished run commit in one transaction (a crash before
+        # re-runs the commit; the report's key keeps it single).
         if outcome.status == "failed":
-            self._report_failure(run, outcome, partial=False)
-            self.state.finish(run.id, "failed", log=outcome.log, error=outcome.error)
+            if self.state.finish(run.id, "failed", log=outcome.log, error=outcome.error,
+                                 message=self._failure_report(run, outcome, partial=False)):
+                self.stats.alerts += 1
             self.stats.failed += 1
             self._say(f"FAILED {run.short}: {outcome.error}")
         else:
-            if outcome.error:
-                self._report_failure(run, outcome, partial=True)
-            self.state.finish(run.id, "done", log=outcome.log, error=outcome.error)
+            report = (self._failure_report(run, outcome, partial=True) if outcome.error
+                      else None)
+            if self.state.finish(run.id, "done", log=outcome.log, error=outcome.error,
+                                 message=report):
+                self.stats.alerts += 1
             self.stats.measured += 1
             self._say(f"measured {run.short} in {outcome.seconds:.0f}s")
         if run.kind == "confirm" and outcome.status == "done":
@@ -282,15 +285,41 @@ class Service:
     def _asv_started(self, pid: int | None) -> None:
         self.state.set_meta("asv_pgid", str(pid or ""))
 
+    def _paired_started(self, pgid: int | None, work_dir: str) -> None:
+        self.state.set_metas({"paired_pgid": str(pgid or ""), "paired_dir": work_dir})
+
     def recover(self) -> None:
-        """Start-up after a crash: stop an orphaned asv run, re-queue what was running."""
+        """Start-up after a crash: stop an orphaned asv run and side-by-side run, re-queue
+        what was running — or mark it failed when the scheduler died during it
+        ``[asv] max_attempts`` times (a commit that takes the machine down)."""
         pgid = self.state.get_meta("asv_pgid")
-        if pgid.isdigit() and kill_orphan(int(pgid)):
+        if kill_orphan(int(pgid) if pgid.isdigit() else 0, self.asv.config_path):
             self._say(f"stopped asv run {pgid} left behind by a killed scheduler")
-        self.state.set_meta("asv_pgid", "")
-        for r in self.state.recover():
+        paired_pgid = self.state.get_meta("paired_pgid")
+        paired_dir = self.state.get_meta("paired_dir")
+        if (paired_pgid.isdigit() or paired_dir) and self.paired.kill_orphan(
+                int(paired_pgid or 0), paired_dir):
+            self._say(f"stopped side-by-side run {paired_pgid} left behind by a killed "
+                      "scheduler")
+        self.state.set_metas({"asv_pgid": "", "paired_pgid": "", "paired_dir": ""})
+        limit = self.cfg.asv.max_attempts
+        give_up: dict[int, tuple[str, Message]] = {}
+        crashed = [r for r in self.state.runs(status="running") if r.attempts >= limit]
+        for r in crashed:
+            error = (f"the scheduler stopped {r.attempts} times while measuring this "
+                     "commit (killed, e.g. out of memory); not queued again "
+                     f"([asv] max_attempts = {limit})")
+            give_up[r.id] = (error, (
+                f"failure|{r.commit_hash}|{r.profile}", "failure",
+                messages.failure(self._commit(r.commit_hash), r.commit_hash, r.profile,
+                                 error, "", partial=False,
+                                 what="Measurement given up")))
+        for r in self.state.recover(give_up=give_up):
             self._say(f"re-queued {r.short} ({r.profile}): it was running when the "
                       "scheduler stopped")
+        for r in crashed:
+            self.stats.failed += 1
+            self._say(f"FAILED {r.short} ({r.profile}): {give_up[r.id][0]}")
         unjudged = self.state.unjudged()
         if unjudged:
             self.publish()
@@ -338,13 +367,11 @@ class Service:
 
     # ---- failures ---------------------------------------------------------------------
 
-    def _report_failure(self, run: Run, outcome: RunOutcome, *, partial: bool) -> None:
+    def _failure_report(self, run: Run, outcome: RunOutcome, *, partial: bool) -> Message:
         commit = self._commit(run.commit_hash)
         msg = messages.failure(commit, run.commit_hash, run.profile, outcome.error,
                                outcome.log[-4000:], partial=partial)
-        key = f"failure|{run.commit_hash}|{run.profile}"
-        if self.outbox.put(key, "failure", msg):
-            self.stats.alerts += 1
+        return f"failure|{run.commit_hash}|{run.profile}", "failure", msg
 
     def _commit(self, hash_: str) -> Commit | None:
         if not hash_:
@@ -512,10 +539,10 @@ class Service:
                       f"{run.short} against the nearest measured commit before it")
 
     def _alert(self, f: Finding, branch: str, history: list[str]) -> None:
-        if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
-                                     bad=f.bad, before=f.before, after=f.after,
-                                     detail={"benchmark": f.benchmark, "params": f.params,
-                                             "unit": f.unit, **f.extra}):
+        """Open the alert and queue its message in one transaction; the plot is rendered
+        before, so a kill at any point leaves either both or neither (and a judgement
+        repeated after the restart then alerts)."""
+        if self.state.is_open(f.key):
             return  # already open: one regression, one alert
         good, bad = self._commit(f.good), self._commit(f.bad)
         link = graph_link(self.site_url, f.benchmark, f.params, f.machine,
@@ -523,7 +550,12 @@ class Service:
         plot, plot_url = self._plot(f, history)
         msg = messages.regression(f, good=good, bad=bad, link=link, plot=plot,
                                   plot_url=plot_url)
-        self.outbox.put(f"alert|{f.key}|{f.bad}", "regression", msg)
+        if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
+                                     bad=f.bad, before=f.before, after=f.after,
+                                     detail={"benchmark": f.benchmark, "params": f.params,
+                                             "unit": f.unit, **f.extra},
+                                     message=(f"alert|{f.key}|{f.bad}", "regression", msg)):
+            return
         self.stats.alerts += 1
         self._say(msg["text"])
 
@@ -558,19 +590,20 @@ class Service:
         return str(path), f"{self.site_url.rstrip('/')}/_plots/{name}"
 
     def _recoveries(self, recoveries: list[Recovery], result: ResultFile, machine: str) -> None:
-        """Close the alerts whose series is back and send the note (once: the close)."""
+        """Close the alerts whose series is back and send the note: the close and its note
+        commit in one transaction (once: the close)."""
         for r in recoveries:
             alert = r.alert
-            if self.state.close_alert(alert.key):
-                detail: dict[str, Any] = dict(alert.detail)
-                params = tuple(tuple(p) for p in detail.get("params", []))
-                link = graph_link(self.site_url, str(detail.get("benchmark", alert.series)),
-                                  params,  # type: ignore[arg-type]
-                                  machine, (alert.bad, result.commit))
-                msg = messages.recovery(alert.series, machine, alert.kind, r.value, r.unit,
-                                        r.reference, self._commit(result.commit),
-                                        result.commit, link)
-                self.outbox.put(f"recovery|{alert.key}|{result.commit}", "recovery", msg)
+            detail: dict[str, Any] = dict(alert.detail)
+            params = tuple(tuple(p) for p in detail.get("params", []))
+            link = graph_link(self.site_url, str(detail.get("benchmark", alert.series)),
+                              params,  # type: ignore[arg-type]
+                              machine, (alert.bad, result.commit))
+            msg = messages.recovery(alert.series, machine, alert.kind, r.value, r.unit,
+                                    r.reference, self._commit(result.commit),
+                                    result.commit, link)
+            if self.state.close_alert(alert.key, message=(
+                    f"recovery|{alert.key}|{result.commit}", "recovery", msg)):
                 self._say(msg["text"])
 
     def _maybe_summary(self, kind: str) -> None:

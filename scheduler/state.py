@@ -5,6 +5,12 @@ point leaves a consistent picture (a run is either queued, running, done or fail
 alert either is in the outbox or is not). ``recover()`` turns whatever was ``running`` when
 the daemon died back into ``queued``. The APScheduler job store lives in a separate file
 (``jobs.sqlite3``) because APScheduler owns its schema.
+
+A state change that must be announced takes its outbox message along (``message=``): the
+alert that opens and its alert, the run that fails and its failure report, commit in one
+transaction, so a SIGKILL can never leave an alert "already open" that was never queued.
+Everything stored for delivery, and every run log, goes through ``scrub`` first
+(``scheduler.redact``): no secret is kept or sent.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +94,20 @@ PRIORITY = {"confirm-base": 360, "confirm": 350, "bisect": 300, "nightly": 250, 
             "poll": 200, "backfill": 100}
 RUN_STATUSES = ("queued", "running", "done", "failed")
 
+#: An outbox message: (key, kind, payload). The key makes it single: queued once, ever.
+Message = tuple[str, str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NewCommit:
+    """A commit a poll found, and whether this poll queues it."""
+
+    hash: str
+    author: str
+    date: int
+    subject: str
+    queue: bool
+
 
 @dataclass(frozen=True)
 class Run:
@@ -127,9 +147,10 @@ class OutboxItem:
 class State:
     """Thread-safe access to the state database (one connection guarded by a lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, scrub: Callable[[str], str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.scrub: Callable[[str], str] = scrub or (lambda text: text)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
                                    isolation_level=None)
@@ -168,9 +189,13 @@ class State:
         return str(rows[0]["value"]) if rows else default
 
     def set_meta(self, key: str, value: str) -> None:
+        self.set_metas({key: value})
+
+    def set_metas(self, values: Mapping[str, str]) -> None:
+        """Several meta keys in one transaction."""
         with self.tx() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            for key, value in values.items():
+                _set_meta(db, key, value)
 
     # ---- commits and runs -------------------------------------------------------------
 
@@ -183,6 +208,25 @@ class State:
                 "first_seen) VALUES (?, ?, ?, ?, ?, ?)",
                 (hash_, branch, author, date, subject, time.time()))
             return cur.rowcount > 0
+
+    def record_commits(self, branch: str, commits: Iterable[NewCommit], *, profile: str,
+                       kind: str, meta: Mapping[str, str] | None = None) -> int:
+        """Remember the commits of one poll, queue those marked ``queue`` and set ``meta``,
+        in one transaction: a kill halfway never leaves a commit known but not queued
+        (the next poll would skip it for good). Returns how many were queued."""
+        queued = 0
+        with self.tx() as db:
+            for c in commits:
+                db.execute(
+                    "INSERT OR IGNORE INTO commits (hash, branch, author, date, subject, "
+                    "first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                    (c.hash, branch, c.author, c.date, c.subject, time.time()))
+                if c.queue and _enqueue(db, c.hash, branch, profile, kind, c.date,
+                                        requeue_done=False):
+                    queued += 1
+            for key, value in (meta or {}).items():
+                _set_meta(db, key, value)
+        return queued
 
     def known_commits(self) -> set[str]:
         return {r["hash"] for r in self._query("SELECT hash FROM commits")}
@@ -231,18 +275,25 @@ class State:
                 "WHERE id = ? AND status = 'queued'", (time.time(), run_id))
             return cur.rowcount == 1
 
-    def finish(self, run_id: int, status: str, *, log: str = "", error: str = "") -> None:
+    def finish(self, run_id: int, status: str, *, log: str = "", error: str = "",
+               message: Message | None = None) -> bool:
+        """Mark a run done or failed, with its report (``message``) in the same
+        transaction. True when the message was queued now (not before)."""
         assert status in ("done", "failed")
         with self.tx() as db:
             db.execute("UPDATE runs SET status = ?, finished_at = ?, log = ?, error = ?, "
                        "judged = 0 WHERE id = ?",
-                       (status, time.time(), log[-200_000:], error, run_id))
+                       (status, time.time(), self.scrub(log[-200_000:]), self.scrub(error),
+                        run_id))
+            return self._put(db, message)
 
     def requeue(self, run_id: int) -> None:
-        """Put an abandoned run back at the head of its priority class."""
+        """Put an abandoned run back at the head of its priority class. The attempt does
+        not count (``attempts`` counts the starts the scheduler did not survive)."""
         with self.tx() as db:
-            db.execute("UPDATE runs SET status = 'queued', started_at = NULL WHERE id = ? "
-                       "AND status = 'running'", (run_id,))
+            db.execute("UPDATE runs SET status = 'queued', started_at = NULL, "
+                       "attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'running'",
+                       (run_id,))
 
     def mark_judged(self, run_id: int) -> None:
         with self.tx() as db:
@@ -254,13 +305,25 @@ class State:
             "SELECT * FROM runs WHERE status IN ('done', 'failed') AND judged = 0 "
             "ORDER BY finished_at")]
 
-    def recover(self) -> list[Run]:
-        """Start-up: runs left ``running`` by a killed daemon go back to the queue."""
+    def recover(self, *, give_up: Mapping[int, tuple[str, Message]] | None = None
+                ) -> list[Run]:
+        """Start-up: runs left ``running`` by a killed daemon go back to the queue, except
+        those in ``give_up`` (run id -> (error, failure report)): they are marked failed
+        and their report queued, in the same transaction. Returns the re-queued runs."""
+        give_up = give_up or {}
         with self.tx() as db:
             rows = list(db.execute("SELECT * FROM runs WHERE status = 'running'"))
-            db.execute("UPDATE runs SET status = 'queued', started_at = NULL "
-                       "WHERE status = 'running'")
-        return [_run(r) for r in rows]
+            for r in rows:
+                if r["id"] in give_up:
+                    error, message = give_up[r["id"]]
+                    db.execute("UPDATE runs SET status = 'failed', finished_at = ?, "
+                               "error = ?, judged = 0 WHERE id = ?",
+                               (time.time(), self.scrub(error), r["id"]))
+                    self._put(db, message)
+                else:
+                    db.execute("UPDATE runs SET status = 'queued', started_at = NULL "
+                               "WHERE id = ?", (r["id"],))
+        return [_run(r) for r in rows if r["id"] not in give_up]
 
     def runs(self, *, status: str | None = None, profile: str | None = None,
              limit: int = 1000) -> list[Run]:
@@ -322,11 +385,15 @@ class State:
 
     # ---- alerts -----------------------------------------------------------------------
 
+    def is_open(self, key: str) -> bool:
+        rows = self._query("SELECT 1 FROM alerts WHERE key = ? AND status = 'open'", (key,))
+        return bool(rows)
+
     def open_alert(self, key: str, kind: str, series: str, benchmark: str, *,
                    good: str, bad: str, before: float | None, after: float | None,
-                   detail: dict[str, Any]) -> bool:
-        """Record a regression. False when this regression is already open (one regression,
-        one alert)."""
+                   detail: dict[str, Any], message: Message | None = None) -> bool:
+        """Record a regression and queue its alert ``message``, in one transaction. False
+        when this regression is already open (one regression, one alert)."""
         with self.tx() as db:
             row = db.execute("SELECT status FROM alerts WHERE key = ?", (key,)).fetchone()
             if row is not None and row["status"] == "open":
@@ -337,6 +404,7 @@ class State:
                 "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
                 (key, kind, series, benchmark, good, bad, before, after, json.dumps(detail),
                  time.time()))
+            self._put(db, message)
             return True
 
     def open_alerts(self, *, series: str | None = None) -> list[dict[str, Any]]:
@@ -361,21 +429,33 @@ class State:
             out.append(d)
         return out
 
-    def close_alert(self, key: str) -> bool:
+    def close_alert(self, key: str, *, message: Message | None = None) -> bool:
+        """Close an open alert and queue its recovery ``message``, in one transaction.
+        False (and nothing queued) when it was not open."""
         with self.tx() as db:
             cur = db.execute("UPDATE alerts SET status = 'closed', closed_at = ? "
                              "WHERE key = ? AND status = 'open'", (time.time(), key))
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            self._put(db, message)
+            return True
 
     # ---- outbox -----------------------------------------------------------------------
 
     def outbox_put(self, key: str, kind: str, payload: dict[str, Any]) -> bool:
         """Add a message once: the same key is never queued twice."""
         with self.tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO outbox (key, kind, payload, created_at) "
-                "VALUES (?, ?, ?, ?)", (key, kind, json.dumps(payload), time.time()))
-            return cur.rowcount == 1
+            return self._put(db, (key, kind, payload))
+
+    def _put(self, db: sqlite3.Connection, message: Message | None) -> bool:
+        """``outbox_put`` inside a transaction the caller holds (None: nothing to put)."""
+        if message is None:
+            return False
+        key, kind, payload = message
+        cur = db.execute(
+            "INSERT OR IGNORE INTO outbox (key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+            (key, kind, json.dumps(_scrubbed(payload, self.scrub)), time.time()))
+        return cur.rowcount == 1
 
     def outbox_due(self, now: float | None = None) -> list[OutboxItem]:
         now = time.time() if now is None else now
@@ -438,9 +518,25 @@ def _enqueue(db: sqlite3.Connection, commit_hash: str, branch: str, profile: str
     if row["status"] in ("done", "failed") and requeue_done:
         db.execute(
             "UPDATE runs SET status = 'queued', kind = ?, priority = ?, queued_at = ?, "
-            "error = '', judged = 0 WHERE id = ?", (kind, prio, now, row["id"]))
+            "error = '', judged = 0, attempts = 0 WHERE id = ?", (kind, prio, now, row["id"]))
         return True
     return False
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    """A JSON-like value with ``scrub`` applied to every string in it."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
 
 
 def _run(r: sqlite3.Row) -> Run:

@@ -1,7 +1,9 @@
 """Console backend: the default when Slack is not configured.
 
 Alerts are printed (stderr, so stdout stays parseable) and appended as JSON lines to
-``<state>/alerts.jsonl`` — the file a human or a script can read later.
+``<state>/alerts.jsonl`` — the file a human or a script can read later. Each line carries
+its outbox ``key``; a delivery interrupted after the line was written (progress
+``writing``) finds it there and does not write it again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ class ConsoleNotifier:
         self.stream = stream
 
     def send(self, message: dict[str, Any], progress: dict[str, Any],
-             save_progress: Progress) -> None:
+             save_progress: Progress, *, key: str = "") -> None:
+        if progress.get("writing") and key and self._written(key):
+            return
         stream = self.stream or sys.stderr
         bar = "=" * 72
         print(f"\n{bar}\n{message.get('text', '')}", file=stream)
@@ -35,5 +39,20 @@ class ConsoleNotifier:
             print(f"  plot:  {message['plot']}", file=stream)
         print(bar, file=stream, flush=True)
         self.outbox_file.parent.mkdir(parents=True, exist_ok=True)
+        progress["writing"] = time.time()
+        save_progress(progress)
         with open(self.outbox_file, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"time": time.time(), **message}) + "\n")
+            fh.write(json.dumps({"time": time.time(), "key": key, **message}) + "\n")
+
+    def _written(self, key: str) -> bool:
+        try:
+            lines = self.outbox_file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return False
+        for line in reversed(lines):
+            try:
+                if json.loads(line).get("key") == key:
+                    return True
+            except ValueError:
+                continue  # a line cut by a kill
+        return False

@@ -4,20 +4,23 @@ through the service in tests/detection/test_evaluate.py.)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from sched_helpers import REPO_ROOT
+from sched_helpers import REPO_ROOT, TinyRepo
 
-from scheduler.config import PairedConfig
+from scheduler.config import PairedConfig, load_config
 from scheduler.evaluate import _commit as eval_commit
 from scheduler.evaluate import _git as eval_git
 from scheduler.paired import PairedError, PairedRunner, parse_versus
 from scheduler.plant import copy_project
+from scheduler.service import Service
 
 
 def _repo(tmp_path: Path, *, toolserver: bool) -> tuple[Path, str]:
@@ -123,3 +126,65 @@ def _processes_using(paths: list[str]) -> list[int]:
         if any(p in text for p in paths):
             found.append(proc.pid)
     return found
+
+
+# the smallest real daemon doing a side-by-side run: the service, its runner, this checkout
+KILLED_DAEMON = """
+import sys
+from pathlib import Path
+from scheduler.config import load_config
+from scheduler.service import Service
+svc = Service(load_config(sys.argv[1]), verbose=False)
+svc.paired.run(sys.argv[2], sys.argv[3], project_dir=Path(sys.argv[4]))
+"""
+
+
+def test_a_side_by_side_run_left_by_a_killed_daemon_is_stopped_at_the_next_start(
+        tmp_path: Path) -> None:
+    repo = TinyRepo(tmp_path / "proj", toolserver=True)
+    a = repo.commit(0.01, "parent")
+    b = repo.commit(0.01, "commit")
+    cfg = tmp_path / "scheduler.toml"
+    cfg.write_text(f'[repository]\nurl = "{repo.path}"\n[state]\ndir = "{tmp_path / "st"}"\n'
+                   '[paired]\nrounds = 50\nduration_s = 1.0\n')
+    secret = "xoxb-never-in-a-child-0042"
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DAEMON, str(cfg), a, b, str(REPO_ROOT)],
+        cwd=REPO_ROOT, env={**os.environ, "SLACK_BOT_TOKEN": secret,
+                            "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        servers: list[int] = []
+        while time.monotonic() < deadline and len(servers) < 2:
+            time.sleep(0.2)
+            worktrees = [line.split()[0] for line in
+                         eval_git(repo.path, "worktree", "list").splitlines()[1:]]
+            servers = _processes_using(worktrees) if len(worktrees) == 2 else []
+        assert len(servers) == 2, "the side-by-side run did not start its two servers"
+        versus = [p for p in psutil.Process(daemon.pid).children()
+                  if "benchmarks.load.versus" in " ".join(p.cmdline())]
+        assert len(versus) == 1
+        group = [versus[0], *versus[0].children(recursive=True)]
+        for proc in group:  # versus and the commits' servers: no secret in their environment
+            assert "SLACK_BOT_TOKEN" not in proc.environ()
+            assert secret not in " ".join(proc.environ().values())
+        daemon.kill()  # SIGKILL: versus and its servers run on in their own session
+        daemon.wait(timeout=10)
+        time.sleep(0.5)
+        assert all(p.is_running() for p in group), "expected the orphans to outlive it"
+        svc = Service(load_config(cfg, env={}), verbose=False)
+        try:
+            svc.recover()  # the next start
+            assert svc.state.get_meta("paired_pgid") == ""
+        finally:
+            svc.close()
+        _gone, alive = psutil.wait_procs(group, timeout=10)
+        assert not alive, [p.pid for p in alive]
+        assert not _processes_using(worktrees)
+        assert eval_git(repo.path, "worktree", "list").count("\n") == 0
+        work_dir = Path(worktrees[0]).parents[2]  # <work dir>/worktrees/versus-commits-*/
+        assert work_dir.name.startswith("scheduler-paired-") and not work_dir.exists()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
