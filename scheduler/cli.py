@@ -413,11 +413,19 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
+def _on_this_host(cfg: Config, command: str, say: Any) -> Config:
+    """calibrate and evaluate measure this host's noise and detection: never on runners."""
+    if cfg.dispatch.broker:
+        say(f"{command} measures on this host; [dispatch] broker is not used")
+    return replace(cfg, dispatch=replace(cfg.dispatch, broker=""))
+
+
 def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
     from .calibrate import CalibrationError, calibrate, from_report, write_noise, write_report
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
+    cfg = _on_this_host(cfg, "calibrate", say)
     _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         try:
@@ -444,6 +452,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
     targets = [t for t in default_targets() if not args.only or t.kind in args.only]
+    cfg = _on_this_host(cfg, "evaluate", say)
     _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         result = evaluate(cfg, project_root=Path(__file__).resolve().parent.parent,

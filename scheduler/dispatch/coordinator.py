@@ -20,8 +20,8 @@ What runs where:
 The coordinator decides the order: it sends a job to a queue only when no job waits
 there already, so a runner that becomes free finds at most one job per queue it
 consumes, and whatever is queued here keeps its priority until then (newest first,
-bisection and confirmation ahead). A job for a commit and profile that already has a job
-in flight waits for it: one commit is never measured by two jobs at once.
+bisection and confirmation ahead). A run whose commit and profile already have a job on
+the same queue waits for it: one queue never measures a commit twice at once.
 
 Faults: every job is in the ledger before it is sent, and its outcome is stored there
 before it is judged, so a coordinator killed at any point finds its jobs in flight at
@@ -331,8 +331,11 @@ class Coordinator:
             for big in ("result", "machine_json", "benchmarks_json"):
                 wire.pop(big, None)  # they are in the results directory now
             if self.ledger.finish(j.task_id, wire):
+                load = out.extra.get("load_1m") or []
+                busy = (f"; load average {load[0]:g} → {load[1]:g} on {out.extra.get('cpus')}"
+                        " cores" if len(load) == 2 else "")
                 self._say(f"{j.short} ({j.profile}, {j.kind}) {out.status} on machine "
-                          f"{out.machine} in {out.seconds:.0f}s")
+                          f"{out.machine} in {out.seconds:.0f}s{busy}")
         try:
             res.forget()
         except Exception as exc:
@@ -363,6 +366,10 @@ class Coordinator:
         self.main.outbox.put(f"runner-error|{digest}", "failure", messages.setup_error(text))
         self.main.flush()
         self.paused_until = time.time() + RUNNER_ERROR_PAUSE_S
+        try:
+            self.broker.cancel(j.task_id)  # a late copy of it is dropped, not measured
+        except Exception as exc:
+            self._broker_error(exc)
         self.ledger.supersede(j, f"runner error: {out.error}")
 
     def _lost(self, j: Dispatched) -> None:
@@ -615,8 +622,10 @@ class Lane:
         mark = f"processed:{j.task_id}"
         if not svc.state.get_meta(mark):
             out = j.outcome_dict()
+            error = str(out.get("error", ""))
             outcome = RunOutcome(out.get("status", "failed"), out.get("returncode"),
-                                 out.get("log", ""), out.get("error", ""), None,
+                                 out.get("log", ""),
+                                 f"on machine {self.machine}: {error}" if error else "", None,
                                  float(out.get("seconds", 0.0)))
             run = svc.state.run_for(j.commit_hash, j.profile)
             if j.origin != self.machine or run is None or run.status not in (

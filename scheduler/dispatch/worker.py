@@ -140,6 +140,7 @@ class Runner:
             asv.ensure_machine(job.profile)
             say(self.name, f"measuring {job.commit[:8]} (profile {job.profile}, {job.kind}, "
                            f"job {job.task_id})")
+            load_before = os.getloadavg()[0]
             run = asv.run(job.commit, job.profile, progress=self._progress,
                           started=self._started)
         except (AsvError, GitError) as exc:
@@ -148,7 +149,9 @@ class Runner:
         files = sorted(mdir.glob(f"{job.commit[:8]}-*.json"))
         out = Outcome(DONE if run.status == "done" else FAILED, self.machine, self.name,
                       error=run.error,
-                      log=run.log, seconds=run.seconds, returncode=run.returncode)
+                      log=run.log, seconds=run.seconds, returncode=run.returncode,
+                      extra={"load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                             "cpus": os.cpu_count()})
         if run.status == "abandoned":  # the runner is stopping: not the commit's fault
             out.status, out.error = ERROR, f"runner {self.name} stopped during the run"
         if files:

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "scheduler"))
 
-from dispatch_helpers import Deployment, RedisServer, dispatch_config
+from dispatch_helpers import REDIS_SERVER, Deployment, RedisServer, dispatch_config
 from sched_helpers import TinyRepo, tiny_asv_project, write_config
 
 TARGETS = """
@@ -26,13 +26,16 @@ full = ["any"]
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    if not Path(REDIS_SERVER).is_file():
+        pytest.skip("redis-server is not installed (as root, bash scripts/bootstrap.sh "
+                    "installs Debian's redis-server)")
     root = tmp_path_factory.mktemp("dispatch")
     (root / "shared").mkdir()
     shared = tiny_asv_project(root / "shared")
     redis = RedisServer(root / "redis").start()
     repo = TinyRepo(root / "proj")
     config = write_config(root, shared, repo, initial_commits=3, extra=dispatch_config(
-        redis.url, targets='["machine:a", "machine:b"]', extra=TARGETS))
+        redis.url, targets='["machine:a", "machine:b"]', lost=6, extra=TARGETS))
     dep = Deployment(root, redis, repo, config)
     try:
         yield dep

@@ -208,6 +208,6 @@ lost_after_s = {lost}
 
 
 def dispatch_config(url: str, *, targets: str = '["any"]', visibility: float = 8,
-                    lease: float = 3, lost: float = 20, extra: str = "") -> str:
+                    lease: float = 5, lost: float = 20, extra: str = "") -> str:
     return DISPATCH.format(url=url, targets=targets, visibility=visibility, lease=lease,
                            lost=lost, extra=extra)
