@@ -330,7 +330,7 @@ class Coordinator:
             wire = out.to_wire()
             for big in ("result", "machine_json", "benchmarks_json"):
                 wire.pop(big, None)  # they are in the results directory now
-            if self.ledger.finish(j.task_id, wire):
+            if self.ledger.store_outcome(j.task_id, wire):
                 load = out.extra.get("load_1m") or []
                 busy = (f"; load average {load[0]:g} → {load[1]:g} on {out.extra.get('cpus')}"
                         " cores" if len(load) == 2 else "")
@@ -461,6 +461,7 @@ class Coordinator:
         out["jobs"] = [_job_view(j) for j in jobs]
         out["recent_jobs"] = [_job_view(j) for j in self.ledger.recent(10)]
         try:
+            self.broker.redis.ping()  # fails at once; Celery's broadcast would retry
             workers, _active = self.broker.inspect(timeout=1.0)
             leases = self.broker.all_leases()
         except Exception as exc:

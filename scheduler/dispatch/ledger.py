@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..state import Run
+from ..state import Run, State
 from .protocol import queue_of, task_id
 
 SCHEMA = """
@@ -100,40 +97,17 @@ class Dispatched:
         return json.loads(self.outcome) if self.outcome else {}
 
 
-class Ledger:
-    """The ``dispatched`` table, on its own connection to the coordinator's state file
-    (WAL: it and ``State`` read and write the same file safely)."""
+class Ledger(State):
+    """The coordinator's state file seen through its ``dispatched`` table (its own
+    connection: WAL lets it and the service's ``State`` share the file safely)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        super().__init__(path)
         with self._lock:
             self._db.executescript(SCHEMA)
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Dispatched]:
-        with self._lock:
-            return [_row(r) for r in self._db.execute(sql, args)]
+        return [_row(r) for r in self._query(sql, args)]
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -197,7 +171,7 @@ class Ledger:
             db.execute("UPDATE dispatched SET missing_since = ? WHERE task_id = ?",
                        (since, tid))
 
-    def finish(self, tid: str, outcome: dict[str, Any]) -> bool:
+    def store_outcome(self, tid: str, outcome: dict[str, Any]) -> bool:
         """Store a job's outcome; False when it was already stored (accepted once)."""
         with self.tx() as db:
             cur = db.execute(

@@ -120,8 +120,8 @@ def test_ledger_accepts_each_job_once_and_survives_a_reopen(tmp_path: Path) -> N
     ledger.mark_sent(a.task_id)
     assert ledger.mark_started(a.task_id, "a", "a@h")
     assert not ledger.mark_started(a.task_id, "a", "a@h")  # said once
-    assert ledger.finish(a.task_id, {"status": "done", "machine": "a", "worker": "a@h"})
-    assert not ledger.finish(a.task_id, {"status": "done", "machine": "a", "worker": "x"})
+    assert ledger.store_outcome(a.task_id, {"status": "done", "machine": "a", "worker": "a@h"})
+    assert not ledger.store_outcome(a.task_id, {"status": "done", "machine": "a", "worker": "x"})
     lost = ledger.supersede(b, "lost by the broker")
     assert lost.attempt == 2 and lost.status == "pending" and lost.task_id != b.task_id
     ledger.close()
