@@ -223,7 +223,8 @@ class Coordinator:
         assert self.main is not None
         out = [(self.main, "", r) for r in self.main.state.runs(status="queued")]
         for name, lane in self.lanes.items():
-            out += [(lane.svc, name, r) for r in lane.svc.state.runs(status="queued")]
+            with lane.lock:  # not while it records a run measured for the coordinator
+                out += [(lane.svc, name, r) for r in lane.svc.state.runs(status="queued")]
         out.sort(key=lambda x: (-x[2].priority, -x[2].commit_date, x[2].id))
         return out
 
@@ -234,20 +235,25 @@ class Coordinator:
         claimed = 0
         jobs = self.ledger.open_jobs()
         taken = {j.queue for j in jobs if j.status in ("pending", "sent")}
-        busy = {(j.commit_hash, j.profile, j.queue) for j in jobs}
+        busy: dict[tuple[str, str], set[str]] = {}
+        for j in jobs:
+            busy.setdefault((j.commit_hash, j.profile), set()).add(j.queue)
         for svc, origin, run in self._candidates():
             targets = (self.cfg.dispatch.targets_for(run.profile) if not origin
                        else (f"machine:{origin}",))
             queues = {queue_of(t) for t in targets}
-            if any((run.commit_hash, run.profile, q) in busy for q in queues):
-                continue  # one job per commit and queue at a time
+            flying = busy.get((run.commit_hash, run.profile), set())
+            if any(_may_meet(q, f) for q in queues for f in flying):
+                continue  # a job that may reach the same machine is in flight: wait
             if not queues - taken:
                 continue
-            if not svc.state.claim(run.id):
-                continue
+            lock = self.lanes[origin].lock if origin else contextlib.nullcontext()
+            with lock:
+                if not svc.state.claim(run.id):
+                    continue
             svc.process(run)  # -> measure(): one job per target, sent by _send()
             taken |= queues
-            busy |= {(run.commit_hash, run.profile, q) for q in queues}
+            busy.setdefault((run.commit_hash, run.profile), set()).update(queues)
             claimed += 1
             if budget is not None and claimed >= budget:
                 break
@@ -494,6 +500,12 @@ class Coordinator:
         return out
 
 
+def _may_meet(qa: str, qb: str) -> bool:
+    """Can jobs on these two queues reach the same machine? Two machines' queues never;
+    ``any`` and a kind of machine (``queue.*``) may reach any machine."""
+    return qa == qb or not (qa.startswith("machine.") and qb.startswith("machine."))
+
+
 def _hint(target: str) -> str:
     """The worker options that consume a target's queue."""
     kind, _, name = target.partition(":")
@@ -574,8 +586,8 @@ class Lane:
         self._queue: queue.Queue[Dispatched | None] = queue.Queue()
         self._pending: set[str] = set()
         self._failed: set[str] = set()
-        self._busy = threading.Event()
         self._guard = threading.Lock()
+        self.lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"machine {machine}")
         self._thread.start()
@@ -628,16 +640,17 @@ class Lane:
                                  out.get("log", ""),
                                  f"on machine {self.machine}: {error}" if error else "", None,
                                  float(out.get("seconds", 0.0)))
-            run = svc.state.run_for(j.commit_hash, j.profile)
-            if j.origin != self.machine or run is None or run.status not in (
-                    "queued", "running"):
-                self._record(j)
+            with self.lock:  # the drain must not claim what is recorded here
                 run = svc.state.run_for(j.commit_hash, j.profile)
-            assert run is not None
-            if run.status == "queued":
-                svc.state.claim(run.id)
-                run = svc.state.run_for(j.commit_hash, j.profile)
+                if j.origin != self.machine or run is None or run.status not in (
+                        "queued", "running"):
+                    self._record(j)
+                    run = svc.state.run_for(j.commit_hash, j.profile)
                 assert run is not None
+                if run.status == "queued":
+                    svc.state.claim(run.id)
+                    run = svc.state.run_for(j.commit_hash, j.profile)
+                    assert run is not None
             svc.site_url = self.main.site_url
             svc.complete(run, outcome)
             if svc.stop.is_set():

@@ -19,6 +19,7 @@ from dispatch_helpers import REPO_ROOT, wait_for
 from sched_helpers import run_cli
 
 from scheduler.config import ConfigError, load_config
+from scheduler.dispatch.coordinator import _may_meet
 from scheduler.dispatch.ledger import Ledger
 from scheduler.dispatch.protocol import (
     Job,
@@ -93,6 +94,9 @@ def test_protocol_names_and_messages(tmp_path: Path) -> None:
     assert len(out.to_wire()["log"]) == 200_000
     with pytest.raises(ValueError):
         Outcome.from_wire({"status": "exploded"})
+    # a run waits while a job for its commit may reach the same machine
+    assert _may_meet("machine.a", "machine.a") and _may_meet("any", "machine.a")
+    assert _may_meet("queue.gpu", "machine.b") and not _may_meet("machine.a", "machine.b")
     assert result_name_ok("01234567-virtualenv-py3.11.json", "0123456789")
     assert not result_name_ok("../01234567-x.json", "0123456789")
     # the instrument's identity changes with any file of the suite

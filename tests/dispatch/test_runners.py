@@ -171,8 +171,8 @@ def test_runner_killed_mid_run_the_job_completes_once_on_the_other(
 def test_broker_and_coordinator_restart_lose_no_job(deployment: Deployment) -> None:
     dep = deployment
     dep.start_runners(*(m for m in ("a", "b") if m not in dep.runners), sleep=2)
-    c5 = dep.repo.commit(0.010, "c5")
-    c6 = dep.repo.commit(0.010, "c6")
+    c5 = dep.repo.commit(0.010, "c5 does not build", broken_build=True)
+    c6 = dep.repo.commit(0.010, "c6 fixes it")
     first = coordinator(dep)
     # both machines measure c6 (newest first) and c5 waits on each machine's queue
     wait_for("c6 measured on both machines", lambda: sum(
@@ -189,10 +189,15 @@ def test_broker_and_coordinator_restart_lose_no_job(deployment: Deployment) -> N
     err = finish(coordinator(dep), timeout=180)
 
     assert "collecting it" in err
-    for commit in (c5, c6):
-        for m in ("a", "b"):
-            assert machine_runs(dep.state, m)[commit] == "done"
+    for m in ("a", "b"):
+        assert machine_runs(dep.state, m)[c6] == "done"
+        assert machine_runs(dep.state, m)[c5] == "failed"  # reported like today, per machine
+        for commit in (c5, c6):
             assert measured_lines(dep.runners[m], commit) == 1
+    failures = [str(x["text"]) for x in alerts_file(dep.state) if x["kind"] == "failure"]
+    assert len(failures) == 2 and all(c5[:8] in f for f in failures), failures
+    assert sorted(re.search(r"on machine (\w)", f).group(1)  # type: ignore[union-attr]
+                  for f in failures) == ["a", "b"], failures
     c6_rows = jobs_of(dep, c6)
     assert sorted((j["machine"], j["attempt"], j["status"]) for j in c6_rows) == [
         ("a", 1, "processed"), ("b", 1, "processed")], c6_rows
