@@ -41,6 +41,8 @@ import dataclasses
 import hashlib
 import queue
 import re
+import shutil
+import tarfile
 import threading
 import time
 import traceback
@@ -50,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import messages
-from ..asvrun import AsvProject, RunOutcome
+from ..asvrun import KEEP_DOCUMENTS, AsvProject, RunOutcome, _prune
 from ..config import Config, PairedConfig, _redact
 from ..notify import make_notifier
 from ..outbox import Outbox
@@ -68,6 +70,7 @@ from .protocol import (
     machine_of_queues,
     queue_of,
     result_name_ok,
+    unpack_dir,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +102,9 @@ class Coordinator:
         self._said: set[str] = set()
         self._last_runner_check = 0.0
         self._lock = threading.RLock()
+        self._page_lock = threading.Lock()
+        self._last_machine = ""
+        self._main_publish: Callable[[], None] = lambda: None
 
     # ---- parts, made when first needed (``status`` needs no runner) --------------------
 
@@ -192,6 +198,9 @@ class Coordinator:
         if self.main is svc:
             return
         self.main = svc
+        self._main_publish = svc.publish
+        svc.publish = self.publish  # type: ignore[method-assign]
+        svc.write_alerts_page = self.write_alerts_page  # type: ignore[method-assign]
         machines = {p.name for p in (self.cfg.state_dir / "machines").glob("*")
                     if (p / "state.sqlite3").is_file()}
         machines |= {j.origin for j in self.ledger.open_jobs() if j.origin}
@@ -207,6 +216,31 @@ class Coordinator:
                 owner._say(f"{j.short} ({j.profile}, {j.kind}): job {j.task_id} is "
                            f"{j.status}{' on ' + j.machine if j.machine else ''}; collecting "
                            "it")
+
+    def publish(self) -> None:
+        """The coordinator's publish: the site as the machine last measured publishes it
+        (every machine's results, the alerts of all, that machine's instrument pages)."""
+        lane = self.lanes.get(self._last_machine)
+        if lane is not None:
+            lane.svc.publish()
+        else:
+            self._main_publish()
+
+    def write_alerts_page(self) -> None:
+        """One ``alerts.html`` for every machine: the coordinator's queue of requests, and
+        each machine's alerts and runs (marked with the machine)."""
+        from .. import alerts_page
+
+        assert self.main is not None
+        with self._page_lock:
+            try:
+                page = alerts_page.collect(self.main.state, self.main.plots_dir)
+                for name, lane in sorted(self.lanes.items()):
+                    page = _merge_pages(page, name, alerts_page.collect(
+                        lane.svc.state, self.main.plots_dir))
+                alerts_page.write(self.cfg.site.html_dir, page, self.main.plots_dir)
+            except Exception as exc:  # a page is a nicety: never lose a run over it
+                self._say(f"alerts page not written: {exc}")
 
     def lane(self, machine: str) -> Lane:
         """The view of one machine (made the first time the machine is seen)."""
@@ -334,8 +368,9 @@ class Coordinator:
         else:
             self._store(j, out)
             wire = out.to_wire()
-            for big in ("result", "machine_json", "benchmarks_json"):
+            for big in ("result", "machine_json", "benchmarks_json", "documents"):
                 wire.pop(big, None)  # they are in the results directory now
+            self._last_machine = out.machine
             if self.ledger.store_outcome(j.task_id, wire):
                 load = out.extra.get("load_1m") or []
                 busy = (f"; load average {load[0]:g} → {load[1]:g} on {out.extra.get('cpus')}"
@@ -360,6 +395,18 @@ class Coordinator:
             _write(mdir / "machine.json", out.machine_json)
         if out.benchmarks_json:
             _write(self.results_dir / "benchmarks.json", out.benchmarks_json)
+        # the instrument's documents, where the machine's view reads them (its nightly
+        # summary's soak verdict, its capacity page)
+        root = self.cfg.state_dir / "machines" / out.machine / "instrument"
+        docs = root / f"{j.commit_hash[:8]}-{j.profile}"
+        shutil.rmtree(docs, ignore_errors=True)
+        if out.documents:
+            try:
+                unpack_dir(out.documents, docs)
+            except (OSError, ValueError, tarfile.TarError) as exc:
+                self._say(f"{j.short}: the instrument's documents from {out.machine} are "
+                          f"unreadable ({exc}); its figures are in the result file")
+            _prune(root, keep=KEEP_DOCUMENTS)
 
     def _runner_error(self, j: Dispatched, out: Outcome) -> None:
         """The runner could not measure (not the commit's fault): send the job again
@@ -506,6 +553,23 @@ def _may_meet(qa: str, qb: str) -> bool:
     return qa == qb or not (qa.startswith("machine.") and qb.startswith("machine."))
 
 
+def _merge_pages(page: Any, machine: str, other: Any) -> Any:
+    """Two alerts pages as one; the runs of ``other`` marked with its machine."""
+    def mark(runs: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(dataclasses.replace(r, kind=f"{r.kind} on {machine}") for r in runs)
+
+    summaries = tuple(dataclasses.replace(s, text=f"[{machine}] {s.text}")
+                      for s in other.summaries)
+    return dataclasses.replace(
+        page, alerts=tuple(sorted(page.alerts + other.alerts,
+                                  key=lambda a: (a.status != "open", -a.opened_at))),
+        running=page.running + mark(other.running), queued=page.queued + mark(other.queued),
+        queued_total=page.queued_total + other.queued_total,
+        finished=tuple(sorted(page.finished + mark(other.finished),
+                              key=lambda r: -(r.finished_at or 0))),
+        summaries=page.summaries + summaries)
+
+
 def _hint(target: str) -> str:
     """The worker options that consume a target's queue."""
     kind, _, name = target.partition(":")
@@ -580,6 +644,7 @@ class Lane:
                             max_attempts=cfg.slack.max_attempts)
         svc.plots_dir = main.plots_dir
         svc.site_url = main.site_url
+        svc.write_alerts_page = coordinator.write_alerts_page  # type: ignore[method-assign]
         svc.dispatcher = _LaneDispatcher(coordinator, machine)
         svc._say = lambda msg: main._say(f"[{machine}] {msg}")  # type: ignore[method-assign]
         self.svc = svc

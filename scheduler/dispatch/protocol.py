@@ -9,8 +9,11 @@ pickle of classes that moved.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import re
+import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,9 @@ class Outcome:
     result: str = ""
     machine_json: str = ""
     benchmarks_json: str = ""
+    # the instrument's documents of the run (BENCH_RESULTS_DIR: the capacity knee, the
+    # soak's verdict), a gzipped tar, base64
+    documents: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
@@ -148,3 +154,19 @@ def result_name_ok(name: str, commit: str) -> bool:
     """A result file name a runner may make the coordinator write: ``<hash8>-<env>.json``."""
     return bool(re.fullmatch(r"[0-9a-f]{8}-[A-Za-z0-9_.-]+\.json", name)) and \
         name.startswith(commit[:8])
+
+
+def pack_dir(path: Path) -> str:
+    """A directory as a gzipped tar, base64 (its files, relative to it)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                tar.add(f, arcname=str(f.relative_to(path)))
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def unpack_dir(text: str, dest: Path) -> None:
+    """The inverse of :func:`pack_dir`; members that would leave ``dest`` are refused."""
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(text)), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -37,7 +38,7 @@ from typing import Any
 from celery.exceptions import Ignore
 from celery.signals import worker_ready
 
-from ..asvrun import AsvError, AsvProject, kill_orphan
+from ..asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, kill_orphan
 from ..config import Config, ConfigError, PairedConfig
 from ..gitrepo import GitError, GitRepo
 from ..lock import StateLock
@@ -52,6 +53,7 @@ from .protocol import (
     Job,
     Outcome,
     instrument_id,
+    pack_dir,
     worker_queues,
 )
 
@@ -135,9 +137,7 @@ class Runner:
             if not self.repo.local:
                 self.repo.fetch()
             asv = self.project(job)
-            asv.write_config()
-            self._check_machine_file(asv, job.profile)
-            asv.ensure_machine(job.profile)
+            self._check_machine_file()
             say(self.name, f"measuring {job.commit[:8]} (profile {job.profile}, {job.kind}, "
                            f"job {job.task_id})")
             load_before = os.getloadavg()[0]
@@ -161,31 +161,30 @@ class Runner:
         bench = asv.results_dir / "benchmarks.json"
         if bench.is_file():
             out.benchmarks_json = bench.read_text("utf-8")
+        documents = asv.documents_dir(job.commit, job.profile)
+        if documents.is_dir():
+            out.documents = pack_dir(documents)
         for f in files:  # sent to the coordinator, which keeps them
             f.unlink()
+        shutil.rmtree(documents, ignore_errors=True)
         say(self.name, f"{out.status} {job.commit[:8]} in {run.seconds:.0f}s"
                        + (f": {out.error}" if out.error else ""))
         return out
 
-    def _check_machine_file(self, asv: AsvProject, profile: str) -> None:
+    def _check_machine_file(self) -> None:
         """asv rewrites ``$HOME/.asv-machine.json`` in place at every run: a runner killed
         at that instant leaves it empty, and every later run would fail on it. It is this
-        runner's own file (``_own_home``): an unreadable one is removed, and a machine
-        missing from it is described again by ``asv machine``."""
+        runner's own file (``_own_home``): an unreadable one is removed (``asv machine``,
+        before each run, describes the machine again)."""
         path = Path.home() / ".asv-machine.json"
         try:
-            known = json.loads(path.read_text("utf-8")) if path.exists() else {}
-            ok = isinstance(known, dict)
+            ok = not path.exists() or isinstance(json.loads(path.read_text("utf-8")), dict)
         except (OSError, ValueError):
-            ok, known = False, {}
+            ok = False
         if not ok:
             say(self.name, f"{path} is unreadable (a run killed while asv wrote it); "
                            "describing the machine again")
             path.unlink(missing_ok=True)
-        name = asv.machine_for(profile)
-        if name not in known:
-            for p in self._projects.values():
-                p._machines_done.discard(name)
 
     def paired(self, wire: dict[str, Any]) -> dict[str, Any]:
         """A side-by-side run on this host (``scheduler.paired``), as a plain dict."""
@@ -205,7 +204,8 @@ class Runner:
                 "points": [dataclasses.asdict(p) for p in res.points]}
 
     def _progress(self, line: str) -> None:
-        if "%]" in line or "Building" in line or "Installing" in line or "rror" in line:
+        if (line.startswith((PROGRESS_MARK, NOT_IDLE)) or "%]" in line or "Building" in line
+                or "Installing" in line or "rror" in line):
             print(f"    {line[:160]}", file=sys.stderr, flush=True)
 
     def _started(self, pgid: int | None) -> None:

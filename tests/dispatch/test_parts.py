@@ -26,9 +26,11 @@ from scheduler.dispatch.protocol import (
     Outcome,
     instrument_id,
     machine_of_queues,
+    pack_dir,
     queue_of,
     result_name_ok,
     task_id,
+    unpack_dir,
     worker_queues,
 )
 from scheduler.state import State
@@ -99,6 +101,13 @@ def test_protocol_names_and_messages(tmp_path: Path) -> None:
     assert _may_meet("queue.gpu", "machine.b") and not _may_meet("machine.a", "machine.b")
     assert result_name_ok("01234567-virtualenv-py3.11.json", "0123456789")
     assert not result_name_ok("../01234567-x.json", "0123456789")
+    # the instrument's documents of a run travel as one packed directory
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "capacity.json").write_text("{}")
+    (docs / "sub" / "soak.json").write_text("[]")
+    unpack_dir(pack_dir(docs), tmp_path / "copy")
+    assert (tmp_path / "copy" / "sub" / "soak.json").read_text() == "[]"
     # the instrument's identity changes with any file of the suite
     bench = tmp_path / "benchmarks"
     bench.mkdir()

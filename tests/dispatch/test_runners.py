@@ -112,6 +112,8 @@ def test_three_commits_on_two_machines_one_site_one_alert_per_machine(
     index = json.loads((dep.root / "html" / "index.json").read_text())
     assert {"a-smoke", "b-smoke"} <= set(index["params"]["machine"])
     assert {c1, c2, c3} <= set(index["revision_to_hash"].values())
+    alerts_html = (dep.root / "html" / "alerts.html").read_text()
+    assert "a-smoke" in alerts_html and "b-smoke" in alerts_html  # one page, every machine
 
     # one alert per machine, naming it, at the planted commit
     regressions = [x for x in alerts_file(dep.state) if x["kind"] == "regression"]
