@@ -105,10 +105,11 @@ class Runner:
     def clean(self) -> None:
         """Stop an ``asv run`` a killed runner left behind, drop partial results."""
         pgid_file = self.dir / PGID_FILE
+        pgid = 0
         with contextlib.suppress(OSError, ValueError):
             pgid = int(pgid_file.read_text())
-            if kill_orphan(pgid):
-                say(self.name, f"stopped asv run {pgid} left behind by a killed runner")
+        if kill_orphan(pgid, self.dir / "asv.conf.json"):  # by group, or by its config
+            say(self.name, "stopped an asv run left behind by a killed runner")
         pgid_file.unlink(missing_ok=True)
         results = self.dir / "results"
         for f in results.glob("*/*.json") if results.is_dir() else []:
@@ -196,7 +197,8 @@ class Runner:
         try:
             if not self.repo.local:
                 self.repo.fetch()
-            res = PairedRunner(cfg, repo=self.repo.path).run(a, b, project_dir=self.checkout)
+            res = PairedRunner(cfg, repo=self.repo.path, pass_env=self.cfg.asv.pass_env).run(
+                a, b, project_dir=self.checkout)
         except (PairedError, GitError) as exc:
             return {"status": ERROR, "error": str(exc), "machine": self.machine}
         return {"status": DONE, "machine": self.machine, "worker": self.name,

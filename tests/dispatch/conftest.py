@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "scheduler"))
 
 from dispatch_helpers import REDIS_SERVER, Deployment, RedisServer, dispatch_config
-from sched_helpers import TinyRepo, tiny_asv_project, write_config
+from sched_helpers import TinyRepo, write_config
+
+from selftest.tinyproj import make_asv_project
 
 TARGETS = """
 [dispatch.profile_targets]
@@ -30,8 +32,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         pytest.skip("redis-server is not installed (as root, bash scripts/bootstrap.sh "
                     "installs Debian's redis-server)")
     root = tmp_path_factory.mktemp("dispatch")
-    (root / "shared").mkdir()
-    shared = tiny_asv_project(root / "shared")
+    shared = make_asv_project(root / "shared")
     redis = RedisServer(root / "redis").start()
     repo = TinyRepo(root / "proj")
     config = write_config(root, shared, repo, initial_commits=3, extra=dispatch_config(
