@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "--machine NAME-<profile>` with this checkout's benchmarks (which must "
                     "be the coordinator's), and sends the result file and log back. Needs "
                     "[dispatch] broker (or env SCHEDULER_BROKER) in the configuration. "
-                    "SIGTERM finishes the job being measured, then stops; a second SIGTERM "
-                    "stops at once (the job is measured again elsewhere).",
+                    "SIGTERM finishes the job being measured, then stops; SIGQUIT stops at "
+                    "once (the job is delivered again and measured by another runner).",
         epilog="examples:\n"
                "  python -m scheduler -c bench.toml worker --machine bench-1\n"
                "  python -m scheduler -c bench.toml worker --machine arm-2 --queue arm64\n"

@@ -350,8 +350,9 @@ def paired_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(cfg: Config, *, machine: str, queues: tuple[str, ...] = (),
                name: str = "", runner_dir: Path | None = None, loglevel: str = "INFO") -> int:
-    """Run a runner until SIGTERM (warm: the job being measured is finished first; a
-    second SIGTERM or SIGQUIT stops at once, and the job is delivered again)."""
+    """Run a runner until SIGTERM (Celery's warm shutdown: the job being measured is
+    finished first; SIGQUIT, the cold one, stops at once and the job is delivered
+    again)."""
     global _runner
     if not cfg.dispatch.broker:
         raise ConfigError("no broker: set [dispatch] broker = \"redis://HOST:6379/0\" (or env "
