@@ -79,6 +79,9 @@ SETUP_FAILURES = ("no instrument interpreter",
                   "No information stored about machine")
 
 
+_PUBLISH_LOCK = threading.Lock()
+
+
 def _asv_executable() -> list[str]:
     return [sys.executable, "-m", "asv"]
 
@@ -90,7 +93,7 @@ class AsvProject:
         self.cfg = cfg
         self.repo_path = repo_path
         self.state_dir = cfg.state_dir
-        self.results_dir = cfg.state_dir / "results"
+        self.results_dir = cfg.asv.results_dir or cfg.state_dir / "results"
         self.html_dir = cfg.site.html_dir
         self.env_dir = cfg.asv.env_dir or (cfg.state_dir / "env")
         self.config_path = cfg.state_dir / "asv.conf.json"
@@ -326,8 +329,9 @@ class AsvProject:
         if not (self.results_dir / "benchmarks.json").is_file():
             return ""  # nothing measured yet
         cmd = [*self.exe, "publish", "--config", str(self.config_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
-                              cwd=self.state_dir, timeout=1800, check=False)
+        with _PUBLISH_LOCK:  # machines' views of one results directory publish one site
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env(None),
+                                  cwd=self.state_dir, timeout=1800, check=False)
         if proc.returncode != 0:
             raise AsvError(f"asv publish failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
         try:  # asv's page loads its scripts from CDNs: serve local copies instead

@@ -1,5 +1,5 @@
 """Command line: ``python -m scheduler {run,once,status,bless,backfill,config,calibrate,
-evaluate,publish,site}``.
+evaluate,publish,site,worker}``.
 
 Why one entry point with subcommands: every command loads the same configuration and
 state, so a setting means the same thing everywhere. Errors a human can fix (bad TOML,
@@ -20,9 +20,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .asvrun import AsvError
+from .asvrun import AsvError, AsvProject
 from .baselines import BaselinesError, bless
-from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, SlackConfig, load_config
+from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, SlackConfig, _redact, load_config
 from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
 from .redact import redact_url
@@ -46,6 +46,7 @@ examples:
   python -m scheduler bless HEAD             write its results to baselines/blessed.toml
   python -m scheduler calibrate --runs 5     measure noise, write baselines/noise.toml
   python -m scheduler evaluate               planted regressions: caught? false alerts?
+  python -m scheduler worker --machine NAME  a benchmark runner (needs [dispatch] broker)
 """
 
 
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "baselines/blessed.toml for review in a pull request.")
     b.add_argument("commit", help="commit-ish (hash, tag, HEAD~3)")
     b.add_argument("--profile", help="profile whose results to bless (default: premerge)")
+    b.add_argument("--machine", help="machine whose results to bless (default: [asv] "
+                                     "machine; with runners, the runner's --machine)")
 
     f = sub.add_parser("backfill", help="queue the commits of a git range",
                        description="Queue the first-parent commits of RANGE (e.g. "
@@ -143,6 +146,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plant only these regressions (repeatable)")
     e.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     e.add_argument("--keep", metavar="DIR", help="build the history in DIR and keep it")
+
+    w = sub.add_parser(
+        "worker", help="a benchmark runner: measure jobs from the broker on this host",
+        description="Run a Celery worker that measures the coordinator's jobs on this host, "
+                    "one at a time: it builds the asv environments here, runs `asv run "
+                    "--machine NAME-<profile>` with this checkout's benchmarks (which must "
+                    "be the coordinator's), and sends the result file and log back. Needs "
+                    "[dispatch] broker (or env SCHEDULER_BROKER) in the configuration. "
+                    "SIGTERM finishes the job being measured, then stops; SIGQUIT stops at "
+                    "once (the job is delivered again and measured by another runner).",
+        epilog="examples:\n"
+               "  python -m scheduler -c bench.toml worker --machine bench-1\n"
+               "  python -m scheduler -c bench.toml worker --machine arm-2 --queue arm64\n"
+               "jobs reach it when the coordinator's [dispatch] targets name machine:NAME, "
+               "queue:Q or any.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("--machine", required=True,
+                   help="this runner's asv machine name (its results are a series of their "
+                        "own; limits, noise and baselines are keyed by it)")
+    w.add_argument("--queue", action="append", default=[], metavar="Q",
+                   help="also take jobs sent to queue:Q, a kind of machine (repeatable)")
+    w.add_argument("--name", default="",
+                   help="Celery node name (default MACHINE@HOST; give two runners of one "
+                        "machine on one host different names)")
+    w.add_argument("--dir", metavar="DIR",
+                   help="working directory: asv environments, machine.json (default "
+                        "<state>/runners/NAME)")
+    w.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
     return p
 
 
@@ -226,6 +256,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
               f"{format_value(a['before'], unit)} -> {format_value(a['after'], unit)} "
               f"since {a['bad_commit'][:8]}")
     print("\n".join(outbox_lines(st["outbox_pending"], st["outbox_dead"], cfg.slack)))
+    if st.get("dispatch"):
+        _print_dispatch(st["dispatch"])
     return 0
 
 
@@ -247,10 +279,50 @@ def outbox_lines(pending: list[dict[str, Any]], dead: list[dict[str, Any]],
     return out
 
 
+def _print_dispatch(d: dict[str, Any]) -> None:
+    """Runners, what each measures, jobs in flight, and each machine's own queue."""
+    import time
+
+    def ago(t: float | None) -> str:
+        return f"{time.time() - t:.0f}s ago" if t else "-"
+
+    by_profile = "".join(f"; {p}: {', '.join(t)}" for p, t in d["profile_targets"].items())
+    print(f"broker: {d['broker']}   targets: {', '.join(d['targets'])}{by_profile}")
+    if "broker_error" in d:
+        print(f"  broker unreachable: {d['broker_error']}")
+    print(f"runners: {len(d['runners'])}")
+    for w in d["runners"]:
+        doing = "; ".join(f"{m.get('commit', '?')[:8]} {m.get('profile', '')} "
+                          f"({m.get('kind', m['task_id'])}) since {ago(m.get('since'))}"
+                          for m in w["measuring"]) or "idle"
+        print(f"  {w['name']}  machine {w['machine'] or '?'}  queues "
+              f"{', '.join(w['queues'])}  {doing}")
+    print(f"jobs in flight: {len(d['jobs'])}")
+    for j in d["jobs"]:
+        where = f" on {j['machine']} ({j['worker']})" if j["machine"] else ""
+        print(f"  {j['commit'][:8]} {j['profile']:6} {j['kind']:12} {j['target']:16} "
+              f"{j['status']}{where}, sent {ago(j['sent_at'])}, attempt {j['attempt']}")
+    for name, m in d["machines"].items():
+        print(f"machine {name}: {len(m['running'])} measuring, {len(m['queued'])} queued, "
+              f"{len(m['open_regressions'])} open regression(s)")
+        for r in m["queued"][:10]:
+            print(f"  queued {r['commit_hash'][:8]} {r['profile']} ({r['kind']}, priority "
+                  f"{r['priority']})")
+        for r in m["recent"]:
+            err = f"  {r['error'][:80]}" if r["error"] else ""
+            print(f"  {r['commit_hash'][:8]} {r['profile']:8} {r['status']:6}{err}")
+        for a in m["open_regressions"]:
+            print(f"  [{a['kind']}] {a['benchmark']} on {a['series']} since "
+                  f"{a['bad_commit'][:8]}")
+
+
 def cmd_bless(cfg: Config, args: argparse.Namespace) -> int:
     svc = _service(cfg, True)
     try:
         profile = args.profile or cfg.profiles.premerge
+        if args.machine:
+            cfg = replace(cfg, asv=replace(cfg.asv, machine=args.machine))
+            svc.asv = AsvProject(cfg, svc.repo.path)
         svc.repo.fetch()
         commit = svc.repo.resolve(args.commit)
         result = svc.asv.result_for(commit, profile)
@@ -285,6 +357,7 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     d["slack"]["token"] = "<set>" if cfg.slack.token else ""
     d["slack"]["webhook_url"] = "<set>" if cfg.slack.webhook_url else ""
     d["repository"]["url"] = redact_url(cfg.repository.url)
+    d["dispatch"]["broker"] = _redact(cfg.dispatch.broker)
     print(json.dumps(d, indent=2, default=str))
     return 0
 
@@ -322,9 +395,29 @@ def cmd_site(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
+    from .dispatch.worker import run_worker
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.machine):
+        raise ConfigError("--machine: use letters, digits, '.', '_', '-' only")
+    for q in args.queue:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", q):
+            raise ConfigError(f"--queue {q!r}: use letters, digits, '.', '_', '-' only")
+    return run_worker(cfg, machine=args.machine, queues=tuple(args.queue), name=args.name,
+                      runner_dir=Path(args.dir).resolve() if args.dir else None,
+                      loglevel=args.loglevel)
+
+
 def _exit_on_sigterm() -> None:
     """Long commands unwind on SIGTERM like on Ctrl-C (asv runs are abandoned)."""
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def _on_this_host(cfg: Config, command: str, say: Any) -> Config:
+    """calibrate and evaluate measure this host's noise and detection: never on runners."""
+    if cfg.dispatch.broker:
+        say(f"{command} measures on this host; [dispatch] broker is not used")
+    return replace(cfg, dispatch=replace(cfg.dispatch, broker=""))
 
 
 def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
@@ -332,6 +425,7 @@ def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
 
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
+    cfg = _on_this_host(cfg, "calibrate", say)
     _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         try:
@@ -358,6 +452,7 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
     say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
                                                                flush=True))
     targets = [t for t in default_targets() if not args.only or t.kind in args.only]
+    cfg = _on_this_host(cfg, "evaluate", say)
     _exit_on_sigterm()
     with StateLock(cfg.state_dir):
         result = evaluate(cfg, project_root=Path(__file__).resolve().parent.parent,
@@ -372,7 +467,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "once": cmd_once, "status": cmd_status, "bless": cmd_bless,
             "backfill": cmd_backfill, "config": cmd_config, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate, "publish": cmd_publish, "site": cmd_site}
+            "evaluate": cmd_evaluate, "publish": cmd_publish, "site": cmd_site,
+            "worker": cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,9 @@ class AsvConfig:
     # A run the scheduler died during this many times (out of memory, killed) is marked
     # failed instead of being queued again.
     max_attempts: int = 3
+    # Not a key of [asv]: with runners, every machine's coordinator view shares the one
+    # results directory <state>/results (scheduler.dispatch); None = <state>/results.
+    results_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,28 @@ class PairedConfig:
 
 
 @dataclass(frozen=True)
+class DispatchConfig:
+    """Where measurements run (scheduler.dispatch). Without a broker: in this process."""
+
+    broker: str = field(default="", repr=False)  # redis://HOST:PORT/DB; may hold a password
+    # where each measurement goes, one measurement per entry: "any" (any runner),
+    # "machine:NAME" (the runners started with --machine NAME), "queue:NAME" (--queue NAME)
+    targets: tuple[str, ...] = ("any",)
+    profile_targets: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (profile, targets)
+    # Redis transport: an unacknowledged job of a lost runner is delivered again after this
+    visibility_timeout_s: float = 900.0
+    restore_interval_s: float = 10.0  # how often runners look for such jobs
+    # a runner holds a lease on the job it measures, renewed every lease_s / 3
+    lease_s: float = 60.0
+    # a job neither queued in the broker, nor leased, nor finished for this long is sent
+    # again (attempt + 1): the broker lost it
+    lost_after_s: float = 120.0
+
+    def targets_for(self, profile: str) -> tuple[str, ...]:
+        return dict(self.profile_targets).get(profile, self.targets)
+
+
+@dataclass(frozen=True)
 class SlackConfig:
     """Slack delivery. backend: console (default), webhook or bot."""
 
@@ -142,6 +167,7 @@ class Config:
     paired: PairedConfig
     state_dir: Path
     baselines_dir: Path
+    dispatch: DispatchConfig = DispatchConfig()
 
     def repo_is_local(self) -> bool:
         """A watched repository given as a path (not a URL) is used in place."""
@@ -178,6 +204,8 @@ _SECTIONS: dict[str, set[str]] = {
                "timeout_s"},
     "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
               "max_attempts", "upload_plots"},
+    "dispatch": {"broker", "targets", "profile_targets", "visibility_timeout_s",
+                 "restore_interval_s", "lease_s", "lost_after_s"},
     "state": {"dir"},
     "baselines": {"dir"},
 }
@@ -429,4 +457,47 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         profiles=profiles, site=site, judge=judge, slack=slack, paired=paired,
         state_dir=state_dir,
         baselines_dir=baselines_dir,
+        dispatch=_dispatch(sect("dispatch"), env),
     )
+
+
+def _dispatch(d: _Reader, env: dict[str, str]) -> DispatchConfig:
+    """[dispatch]: the broker (env SCHEDULER_BROKER overrides) and the targets."""
+    broker = env.get("SCHEDULER_BROKER") or d.get_str("broker", "")
+    if broker and not re.match(r"^rediss?://", broker):
+        raise d._err("broker", f"expected a redis:// or rediss:// URL, got {_redact(broker)!r}")
+    targets = d.get_strlist("targets", ("any",))
+    raw = d.table.get("profile_targets", {})
+    if not isinstance(raw, dict):
+        raise d._err("profile_targets", "expected a table of profile = [targets]")
+    by_profile = []
+    for profile, value in raw.items():
+        sub = _Reader(d.source, "dispatch", {"targets": value})
+        by_profile.append((str(profile), sub.get_strlist("targets", ())))
+    for where, ts in (("targets", targets), *((f"profile_targets.{p}", t)
+                                               for p, t in by_profile)):
+        if not ts:
+            raise d._err(where, "at least one target is needed")
+        if len(set(ts)) != len(ts):
+            raise d._err(where, f"a target is listed twice: {list(ts)}")
+        for t in ts:
+            if not re.fullmatch(r"any|(machine|queue):[A-Za-z0-9_.-]+", t):
+                raise d._err(where, f"{t!r}: expected \"any\", \"machine:NAME\" or "
+                                    "\"queue:NAME\" (NAME: letters, digits, '.', '_', '-')")
+    cfg = DispatchConfig(
+        broker=broker, targets=targets, profile_targets=tuple(by_profile),
+        visibility_timeout_s=d.get_num("visibility_timeout_s", 900.0, minimum=1),
+        restore_interval_s=d.get_num("restore_interval_s", 10.0, minimum=0.1),
+        lease_s=d.get_num("lease_s", 60.0, minimum=1),
+        lost_after_s=d.get_num("lost_after_s", 120.0, minimum=1),
+    )
+    if cfg.lease_s >= cfg.visibility_timeout_s:
+        raise d._err("lease_s", f"must be shorter than visibility_timeout_s "
+                                f"({cfg.visibility_timeout_s:g}): a job delivered again "
+                                "after a lost runner must find its lease expired")
+    return cfg
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password (for messages and ``status``)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -39,6 +39,7 @@ from . import alerts_page, knee, messages
 from .asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
 from .baselines import BaselinesError, load_baselines
 from .config import Config
+from .dispatch import make_dispatcher
 from .gitrepo import Commit, GitError, GitRepo
 from .notify import make_notifier
 from .outbox import Outbox
@@ -86,6 +87,7 @@ class Service:
         self.asv = AsvProject(cfg, self.repo.path)
         self.paired = PairedRunner(cfg.paired, repo=self.repo.path, pass_env=cfg.asv.pass_env,
                                    started=self._paired_started)
+        self.dispatcher = make_dispatcher(cfg)  # asv here, or runners behind a broker
         self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
                              max_attempts=cfg.slack.max_attempts)
         self.stop = threading.Event()
@@ -96,6 +98,7 @@ class Service:
         self.paused_until = 0.0  # set after an asv set-up error
 
     def close(self) -> None:
+        self.dispatcher.close()
         self.state.close()
 
     def _say(self, msg: str) -> None:
@@ -161,6 +164,8 @@ class Service:
     def drain(self, *, max_runs: int | None = None) -> int:
         """Measure queued runs one at a time until the queue is empty or we are asked to
         stop. Only one drain runs per process (the benchmark machine is measured alone)."""
+        if self.dispatcher.remote:  # runners measure: send runs, collect their outcomes
+            return self.dispatcher.drain(self, max_runs=max_runs)
         if time.time() < self.paused_until:
             return 0
         if not self._work.acquire(blocking=False):
@@ -185,8 +190,8 @@ class Service:
         self._say(f"measuring {run.short} on {run.branch} (profile {run.profile}, "
                   f"{run.kind}{self._purpose(run)}); {queued} more queued")
         try:
-            outcome = self.asv.run(run.commit_hash, run.profile, progress=self._progress,
-                                   started=self._asv_started)
+            outcome = self.dispatcher.measure(self, run, progress=self._progress,
+                                              started=self._asv_started)
         except AsvError as exc:
             # asv itself is unusable (bad asv.conf.json, missing benchmarks, no uv): not
             # this commit's fault — put it back, say so once, pause the queue a while.
@@ -197,6 +202,12 @@ class Service:
             self.outbox.put(f"asv-error|{digest}", "failure", messages.setup_error(str(exc)))
             self.flush()
             raise
+        if outcome is None:  # sent to a runner; its outcome comes back to complete()
+            return None
+        return self.complete(run, outcome)
+
+    def complete(self, run: Run, outcome: RunOutcome) -> RunOutcome:
+        """Act on the outcome of a claimed run's measurement."""
         if outcome.status == "abandoned" or (self.stop.is_set() and outcome.status != "done"):
             self.state.requeue(run.id)
             self.stats.abandoned += 1
@@ -339,6 +350,7 @@ class Service:
         self.stop.set()
         self.asv.abandon()
         self.paired.abandon()
+        self.dispatcher.abandon()
 
     def publish(self) -> None:
         try:
@@ -678,6 +690,7 @@ class Service:
             "open_regressions": self.state.open_alerts(),
             "outbox_pending": [i.__dict__ for i in self.state.outbox_all("pending")],
             "outbox_dead": [i.__dict__ for i in self.state.outbox_all("dead")],
+            "dispatch": self.dispatcher.status(self),
         }
 
 

@@ -18,11 +18,13 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-* && touch "$stamp"
 fi
 
-# System packages used by tests: Debian's Chromium (dashboard tests) and the
-# PostgreSQL server binaries (request-log test). Installed when we may.
+# System packages used by tests: Debian's Chromium (dashboard tests), the
+# PostgreSQL server binaries (request-log test) and redis-server (the broker of
+# the distributed runners' tests). Installed when we may.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ] && [ "${BOOTSTRAP_SYSTEM:-1}" = 1 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "bootstrap: apt-get install ${need[*]}" >&2
