@@ -72,10 +72,21 @@ class Threshold:
     min_change: float = 0.0  # absolute, in the series' unit ([[min_change]] in limits.toml)
 
     def worse(self, before: float, after: float) -> bool:
-        """Is ``after`` beyond this threshold over ``before``, relatively and absolutely?"""
+        """Is ``after`` beyond this threshold over ``before``, relatively and absolutely?
+
+        A relative change means nothing from a value below zero (a slope of -1 fd per
+        minute to +0.4 is "-140 %"): there only the absolute floor can judge, and a series
+        without one is not judged against history. From zero (no fd left behind), any
+        growth beyond the floor is worse."""
+        if before < 0:
+            return self.min_change > 0 and after - before > self.min_change
+        if before == 0:
+            return after > self.min_change
         return after > before * (1 + self.value) and after - before > self.min_change
 
     def better(self, before: float, after: float) -> bool:
+        if before <= 0:
+            return self.min_change > 0 and before - after > self.min_change
         return after < before / (1 + self.value) and before - after > self.min_change
 
     def text(self, unit: str = "") -> str:

@@ -151,6 +151,21 @@ def _asv_processes(state_dir: Path) -> list[int]:
     return pids
 
 
+def _wait_asv_run(state_dir: Path, timeout: float = 120) -> None:
+    """Until ``asv run`` works on this state directory (its process exists): a fixed
+    sleep after the run is marked running lands before asv starts on a busy host."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in _asv_processes(state_dir):
+            try:
+                if b"\0run\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return
+            except OSError:
+                continue
+        time.sleep(0.2)
+    raise AssertionError("asv run did not start")
+
+
 def _wait_running(state_dir: Path, proc: subprocess.Popen[str], timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,7 +202,7 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
         # a second scheduler on the same state directory is refused
         other = run_cli("--config", str(cfg), "once", env=env)
         assert other.returncode == 2 and "another scheduler" in other.stderr
-        time.sleep(4)
+        _wait_asv_run(state_dir)
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=60)
     finally:
@@ -203,7 +218,7 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     daemon, _url = _start_daemon(cfg, TINY_SLEEP="60", **env)
     try:
         _wait_running(state_dir, daemon)
-        time.sleep(2)
+        _wait_asv_run(state_dir)
         daemon.kill()
         daemon.wait(timeout=10)
     finally:

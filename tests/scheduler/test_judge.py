@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scheduler.policy.compare import Verdict, check_limit, compare, recovered
 from scheduler.policy.criteria import Baselines, Limit, MinChange, Noise
-from scheduler.policy.thresholds import JudgeConfig, threshold_for
+from scheduler.policy.thresholds import JudgeConfig, Threshold, threshold_for
 from scheduler.results import Measurement
 
 
@@ -66,3 +66,13 @@ def test_min_change_is_an_absolute_floor_on_top_of_the_relative_threshold() -> N
     # recovered once it is no longer worse by both measures
     assert recovered("history", 1.5, 2.2, thr) and not recovered("history", 1.5, 2.6, thr)
     assert thr.text("ms") == "16% and 1 ms"
+
+
+def test_a_series_below_zero_is_judged_only_on_its_absolute_floor() -> None:
+    """A soak slope of -1 fd/min going to +0.4 is "-140 %": meaningless as a ratio."""
+    plain = Threshold(0.05, "t")
+    assert not plain.worse(-1.0, 0.4) and not plain.better(-1.0, -2.0)
+    floored = Threshold(0.05, "t", min_change=1.0)
+    assert not floored.worse(-1.0, -0.5) and floored.worse(-1.0, 0.5)
+    # from zero (no fd left behind) any growth beyond the floor is worse
+    assert plain.worse(0.0, 1.0) and not floored.worse(0.0, 0.5)
