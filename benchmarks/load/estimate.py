@@ -38,8 +38,9 @@ def expected_s(scenario: str, p: Any) -> float | None:
     if scenario == "soak":
         return _phase(p.duration_s, p.warmup_s, p.connections)
     if scenario == "capacity":
-        # a search: about two steps to the bracket, then the bisections
-        steps = 2 + p.bisections
+        # a search: about three steps to the bracket, then the bisections, and a retried
+        # near miss for every other step (measured: 7-12 steps per full search)
+        steps = 3 + 1.5 * p.bisections
         return min(p.budget_s, sum(steps * (_phase(p.step_s, p.warmup_s, n) + p.rest_s / 2)
                                    for _tool in p.tools for n in p.clients))
     if scenario == "adhoc":
