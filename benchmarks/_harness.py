@@ -73,24 +73,16 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
     Returns the instrument's JSON document. The instrument's progress lines go
     to this process's stderr, which asv shows with ``-e``.
     """
-    prof = profile()
+    return run_instrument("benchmarks.load", "--scenario", scenario, "--quiet", *extra_args)
+
+
+def run_instrument(module: str, *args: str) -> dict[str, Any]:
+    """``python -m module --profile P --server-python <this env> --json F ARGS`` in the
+    instrument's interpreter; returns the JSON document it wrote."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [
-            instrument_python(),
-            "-m",
-            "benchmarks.load",
-            "--scenario",
-            scenario,
-            "--profile",
-            prof,
-            "--server-python",
-            sys.executable,
-            "--json",
-            str(out),
-            "--quiet",
-            *extra_args,
-        ]
+        cmd = [instrument_python(), "-m", module, "--profile", profile(),
+               "--server-python", sys.executable, "--json", str(out), *args]
         env = dict(os.environ)
         # asv puts its environment first on PATH and sets VIRTUAL_ENV; the
         # instrument must not inherit either, nor a PYTHONPATH.

@@ -18,11 +18,14 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-* && touch "$stamp"
 fi
 
-# System packages used by tests: Debian's Chromium (dashboard tests) and the
-# PostgreSQL server binaries (request-log test). Installed when we may.
+# System packages used by tests: Debian's Chromium (dashboard tests), the
+# PostgreSQL server binaries (request-log test), valgrind and libfaketime (the
+# instruction counts: benchmarks/load/instructions.py). Installed when we may.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v valgrind >/dev/null || need+=(valgrind)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(libfaketime)
 if [ ${#need[@]} -gt 0 ] && [ "${BOOTSTRAP_SYSTEM:-1}" = 1 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "bootstrap: apt-get install ${need[*]}" >&2
