@@ -144,6 +144,37 @@ def cpu_per_message(microseconds: float) -> Plant:
     )
 
 
+#: Instructions one iteration of the planted loop executes, counted by valgrind (3.19,
+#: CPython 3.11.7): ``range`` hands out cached small ints up to 256, larger ones are
+#: allocated. Measured 2026-12-02 by counting a process that calls the loop 200 times at
+#: 0, 300 and 3000 iterations (39.87 M, 46.74 M, 153.62 M instructions). A count, not a
+#: time, so it does not need calibrating on the host.
+LOOP_INSTRUCTIONS_SMALL = 100
+LOOP_INSTRUCTIONS_LARGE = 198
+
+
+def loop_iterations(instructions: int) -> int:
+    """Iterations of the planted loop that execute about ``instructions`` instructions."""
+    small = 256 * LOOP_INSTRUCTIONS_SMALL
+    if instructions <= small:
+        return max(1, round(instructions / LOOP_INSTRUCTIONS_SMALL))
+    return 256 + round((instructions - small) / LOOP_INSTRUCTIONS_LARGE)
+
+
+def instructions_per_message(instructions: int) -> Plant:
+    """Every ``tools/call`` executes ``instructions`` more instructions (the same loop as
+    :func:`cpu_per_message`, sized in instructions: exact under valgrind on any host)."""
+    return Plant(
+        name=f"instructions+{instructions}",
+        description=f"{instructions} more instructions in every tools/call",
+        apply=lambda root: insert_at_top(root / SERVER, "_tools_call",
+                                         _work_lines(loop_iterations(instructions))),
+        expect=(r"Instructions\.track_instructions_per_message\('(echo|status|chat|analyze"
+                r"|listmodels)'\)",
+                r"Instructions\.track_instructions_per_message_with_open_connections"),
+    )
+
+
 def chat_latency(milliseconds: float) -> Plant:
     """``chat`` waits before calling its provider (p95 of chat grows)."""
     return Plant(

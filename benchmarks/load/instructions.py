@@ -85,9 +85,9 @@ IDLE = 20_000
 #: The idle server is measured this long after its last request: the tick's 1 s and
 #: 10 s windows are empty by then, and its 60 s window holds that traffic unchanged.
 IDLE_AFTER_TRAFFIC_S = 11.0
-#: An idle window holds one tick; one that strays this far from their median held none
-#: or two (a tick that a starved host ran half a second late).
-IDLE_TOLERANCE = 0.05
+#: An idle window holds one tick a second; one that strays this far from their median
+#: held one more or one fewer (a tick that a starved host ran half a second late).
+IDLE_TOLERANCE = 0.03
 TIMEOUT_S = 60.0
 
 Log = Callable[[str], None]
@@ -293,8 +293,8 @@ async def measure_idle(server: CallgrindServer, params: profiles.Instructions,
 
     It first answers one request of every path (so the tick has every tool's figures to
     derive), then idles; its windows run from mid-second to mid-second of its tick grid
-    (read from ``/api/metrics``), so each holds exactly one tick, however late a loaded
-    host runs it.
+    (read from ``/api/metrics``), ``idle_seconds`` long, so each holds exactly that many
+    ticks, however late a loaded host runs them. A window's units are its seconds.
     """
     meter = Meter(server)
     driver = Driver(server.url)
@@ -307,10 +307,13 @@ async def measure_idle(server: CallgrindServer, params: profiles.Instructions,
     await meter.instrumentation(True)
     await asyncio.sleep(max(1.2, quiet_from - time.monotonic()))
     tick = await tick_time(server.url, meter.freezes)
-    # Boundaries half a period away from every tick.
-    period = 1.0
-    edge = tick + period / 2
-    edge += math.ceil((time.monotonic() + 0.05 - edge) / period) * period
+    # Boundaries half a tick period away from every tick; a window is a whole number of
+    # periods. Several seconds a window: the request log's writer also wakes on its own
+    # clock (every 0.2 s, about 19 000 instructions), and one wake more or less is
+    # 1 % of a one-second window but a third of that over three seconds.
+    period = float(params.idle_seconds)
+    edge = tick + 0.5
+    edge += math.ceil((time.monotonic() + 0.05 - edge) / 1.0)
     windows: list[Window] = []
     last = None
     tries = 0
@@ -322,10 +325,11 @@ async def measure_idle(server: CallgrindServer, params: profiles.Instructions,
         await asyncio.sleep(max(0.0, edge - time.monotonic()))
         count = await meter.cut()
         if last is not None:
-            windows.append(Window("idle_per_second", 1, count, time.monotonic() - last))
+            windows.append(Window("idle_per_second", params.idle_seconds, count,
+                                  time.monotonic() - last))
         last = time.monotonic()
         edge += period
-    values = [w.count / period for w in usable_idle(windows)][: params.windows]
+    values = [w.count / w.units for w in usable_idle(windows)][: params.windows]
     log(summary("idle_per_second", values, time.monotonic() - t0))
     return [w for w in windows if w in usable_idle(windows)][: params.windows]
 

@@ -171,25 +171,28 @@ class Instructions:
     least 7 a side). A window of a message path holds ``messages`` sequential requests
     (``chat`` half and ``analyze`` a quarter of that: they cost more each), of the
     connection series ``connections`` lives. Bigger windows spread the garbage
-    collector's passes more evenly (one pass is up to 10 % of a small window).
+    collector's passes more evenly: one pass costs about as much as half a connection
+    life, or 10 to 30 requests.
     """
 
     windows: int = 10
     messages: int = 100
     warmup_messages: int = 50
-    connections: int = 16                 # connection lives per window
+    connections: int = 32                 # connection lives per window
     warmup_connections: int = 8
     open_connections: tuple[int, ...] = (1, 100, 1000)
     open_messages: int = 100              # echo calls per window with the others open
     open_concurrency: int = 25            # handshakes in flight while opening the others
+    idle_seconds: int = 3                 # seconds per idle window (a tick each second)
     request_log: str = "sqlite"           # sqlite (written at exit) | none
 
 
 INSTRUCTIONS: dict[str, Instructions] = {
-    "smoke": Instructions(windows=7, messages=40, warmup_messages=30, connections=8,
-                          warmup_connections=4, open_connections=(1, 100), open_messages=40),
+    "smoke": Instructions(windows=7, messages=40, warmup_messages=30, connections=16,
+                          warmup_connections=4, open_connections=(1, 100), open_messages=40,
+                          idle_seconds=2),
     "quick": Instructions(),
-    "full": Instructions(windows=20, messages=200, connections=32),
+    "full": Instructions(windows=20, messages=200, connections=64, idle_seconds=5),
 }
 
 
