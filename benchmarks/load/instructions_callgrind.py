@@ -30,11 +30,12 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from .server_process import ServerProcess
+from .server_process import _LIBC, ServerProcess
 
 #: Options that do not change what is counted, only what is written per dump.
 CALLGRIND_OPTIONS = ("--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
@@ -90,6 +91,13 @@ class VgdbError(RuntimeError):
     """A vgdb command failed (the server died, or valgrind stopped answering)."""
 
 
+def _killed_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the instrument dies. A server whose
+    clock is stopped would wait for ever for a dead client to finish closing."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class CallgrindServer(ServerProcess):
     """A :class:`ServerProcess` whose command runs under callgrind.
 
@@ -127,6 +135,8 @@ class CallgrindServer(ServerProcess):
         #: Keep every dump file (``<workdir>/callgrind.out.<part>``) for callgrind_annotate.
         self.keep_dumps = False
         self.instrumented = False
+
+    death_signal_setter = staticmethod(_killed_with_parent)
 
     def command(self) -> list[str]:
         valgrind = ["valgrind", *CALLGRIND_OPTIONS, f"--vgdb-prefix={self.vgdb_prefix}",
