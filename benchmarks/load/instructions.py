@@ -23,9 +23,9 @@ What keeps the figures deterministic:
 * The measured server's clocks run at ``CLOCK_RATE`` of real time (libfaketime), so its
   clock-driven work (the metrics tick, keepalive pings) never comes due during the run:
   on a loaded host a window lasts longer, but holds exactly the same work. That work is
-  measured on its own, by a second server with a real clock that serves nothing while it
-  is measured: ``idle_per_second``, windows from mid-second to mid-second of its tick
-  grid, each holding exactly one tick.
+  measured on its own, by a second server with a real clock that serves nothing:
+  ``idle_per_second``, windows from mid-second to mid-second of its tick grid, each
+  holding exactly one tick a second.
 * ``PYTHONHASHSEED=0``, address-space randomisation off (``setarch -R``), the simulated
   provider with zero latency and spread (no timer, the same draws), one request at a
   time, and a window is cut only when the server has answered everything (connection
@@ -82,9 +82,9 @@ INSTRUMENT_VERSION = "1"
 CLOCK_RATE = 1e-4
 #: A dump with fewer instructions than this found the server idle (blocked in epoll).
 IDLE = 20_000
-#: The idle server is measured this long after its last request: the tick's 1 s and
-#: 10 s windows are empty by then, and its 60 s window holds that traffic unchanged.
-IDLE_AFTER_TRAFFIC_S = 11.0
+#: The idle server is measured between these uptimes (see :func:`measure_idle`).
+IDLE_FROM_S = 14.0
+IDLE_UNTIL_S = 60.0
 #: An idle window holds one tick a second; one that strays this far from their median
 #: held one more or one fewer (a tick that a starved host ran half a second late).
 IDLE_TOLERANCE = 0.03
@@ -291,35 +291,33 @@ async def measure_idle(server: CallgrindServer, params: profiles.Instructions,
                        log: Log) -> list[Window]:
     """Instructions per second of a server with a real clock that serves nothing.
 
-    It first answers one request of every path (so the tick has every tool's figures to
-    derive), then idles; its windows run from mid-second to mid-second of its tick grid
-    (read from ``/api/metrics``), ``idle_seconds`` long, so each holds exactly that many
-    ticks, however late a loaded host runs them. A window's units are its seconds.
+    Its windows run from mid-second to mid-second of its tick grid (read from
+    ``/api/metrics``), ``idle_seconds`` long, so each holds exactly that many ticks,
+    however late a loaded host runs them; a window's units are its seconds. They lie in
+    the stretch of its uptime where a tick's work does not change: from ``IDLE_FROM_S``
+    (its 10 s windows have filled) to ``IDLE_UNTIL_S`` (its 60 s ring is full and begins
+    to drop frames; a tick costs 15 % less from then on). It serves nothing: a tick that
+    has requests to summarise walks histograms whose buckets depend on how long those
+    requests took in wall-clock time, which would make its count depend on the host
+    (measured: 2 % between two runs).
     """
     meter = Meter(server)
-    driver = Driver(server.url)
     t0 = time.monotonic()
-    await driver.open_measuring()
-    for path in PATHS:
-        await driver.request(calls_for(path))()
-    await driver.close()
-    quiet_from = time.monotonic() + IDLE_AFTER_TRAFFIC_S
     await meter.instrumentation(True)
-    await asyncio.sleep(max(1.2, quiet_from - time.monotonic()))
+    await asyncio.sleep(max(1.2, server.ready_at + IDLE_FROM_S - time.monotonic()))
     tick = await tick_time(server.url, meter.freezes)
-    # Boundaries half a tick period away from every tick; a window is a whole number of
-    # seconds, so it holds that many ticks.
+    # Boundaries half a tick period away from every tick.
     period = float(params.idle_seconds)
     edge = tick + 0.5
-    edge += math.ceil((time.monotonic() + 0.05 - edge) / 1.0)
+    edge += math.ceil(time.monotonic() + 0.05 - edge)
     windows: list[Window] = []
     last = None
-    tries = 0
     while len(usable_idle(windows)) < params.windows:
-        tries += 1
-        if tries > 3 * params.windows + 2:
-            raise InstrumentError(f"idle: only {len(usable_idle(windows))} of {tries} idle "
-                                  "seconds held exactly one tick; the host is too slow")
+        if edge > server.ready_at + IDLE_UNTIL_S:
+            raise InstrumentError(
+                f"idle: {len(usable_idle(windows))} of {len(windows)} idle windows held one "
+                f"tick a second before {IDLE_UNTIL_S:.0f} s of uptime; the host is too slow "
+                "(or lower windows / idle_seconds)")
         await asyncio.sleep(max(0.0, edge - time.monotonic()))
         count = await meter.cut()
         if last is not None:
@@ -327,9 +325,9 @@ async def measure_idle(server: CallgrindServer, params: profiles.Instructions,
                                   time.monotonic() - last))
         last = time.monotonic()
         edge += period
-    values = [w.count / w.units for w in usable_idle(windows)][: params.windows]
-    log(summary("idle_per_second", values, time.monotonic() - t0))
-    return [w for w in windows if w in usable_idle(windows)][: params.windows]
+    usable = usable_idle(windows)[: params.windows]
+    log(summary("idle_per_second", [w.count / w.units for w in usable], time.monotonic() - t0))
+    return usable
 
 
 def usable_idle(windows: list[Window]) -> list[Window]:

@@ -135,6 +135,7 @@ class CallgrindServer(ServerProcess):
         #: Keep every dump file (``<workdir>/callgrind.out.<part>``) for callgrind_annotate.
         self.keep_dumps = False
         self.instrumented = False
+        self.ready_at = 0.0
 
     death_signal_setter = staticmethod(_killed_with_parent)
 
@@ -143,6 +144,12 @@ class CallgrindServer(ServerProcess):
                     f"--callgrind-out-file={self.out}"]
         prefix = ["setarch", "-R"] if self.setarch else []
         return [*prefix, *valgrind, *super().command()]
+
+    def start(self) -> str:
+        url = super().start()
+        #: When it announced its URL (its metrics ticker started a moment before).
+        self.ready_at = time.monotonic()
+        return url
 
     def vgdb(self, *command: str, timeout_s: float = 60.0) -> str:
         """Send one monitor command to the server's valgrind; returns its output."""

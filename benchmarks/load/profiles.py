@@ -183,7 +183,9 @@ class Instructions:
     open_connections: tuple[int, ...] = (1, 100, 1000)
     open_messages: int = 100              # echo calls per window with the others open
     open_concurrency: int = 25            # handshakes in flight while opening the others
-    idle_seconds: int = 3                 # seconds per idle window (a tick each second)
+    #: seconds per idle window (one tick each); windows * idle_seconds must fit between
+    #: 14 s and 60 s of the idle server's uptime
+    idle_seconds: int = 3
     request_log: str = "sqlite"           # sqlite (written at exit) | none
 
 
@@ -192,7 +194,7 @@ INSTRUCTIONS: dict[str, Instructions] = {
                           warmup_connections=4, open_connections=(1, 100), open_messages=40,
                           idle_seconds=2),
     "quick": Instructions(),
-    "full": Instructions(windows=20, messages=200, connections=64, idle_seconds=5),
+    "full": Instructions(windows=20, messages=200, connections=64, idle_seconds=2),
 }
 
 

@@ -25,6 +25,8 @@ def test_profiles_give_asv_enough_samples() -> None:
         p = profiles.instructions_params(name)
         assert p.windows >= 7, name  # Mann-Whitney at p < 0.002 needs 7 a side
         assert all(I.messages_for(path, p) >= 1 for path in I.PATHS)
+        # the idle windows fit in the idle server's steady stretch, with room for retries
+        assert p.windows * p.idle_seconds + 6 <= I.IDLE_UNTIL_S - I.IDLE_FROM_S, name
     assert 1000 in profiles.instructions_params("quick").open_connections
     p = profiles.instructions_params("smoke", {"windows": "9", "open_connections": "1,10"})
     assert p.windows == 9 and p.open_connections == (1, 10)
