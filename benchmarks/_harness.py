@@ -104,28 +104,21 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
     Returns the instrument's JSON document. Progress lines (phase, elapsed and
     expected time) go where :func:`progress_target` says, live.
     """
-    prof = profile()
     progress = progress_target()
     progress_args = ["--progress", os.environ.get("BENCH_PROGRESS_S", "5"),
                      "--progress-file", progress] if progress else ["--progress", "0"]
+    return run_instrument("benchmarks.load", "--scenario", scenario, "--quiet",
+                          *progress_args, *extra_args, keep_as=scenario)
+
+
+def run_instrument(module: str, *args: str, keep_as: str | None = None) -> dict[str, Any]:
+    """``python -m module --profile P --server-python <this env> --json F ARGS`` in the
+    instrument's interpreter; returns the JSON document it wrote (and keeps it as
+    ``keep_as``, see :func:`keep_document`)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [
-            instrument_python(),
-            "-m",
-            "benchmarks.load",
-            "--scenario",
-            scenario,
-            "--profile",
-            prof,
-            "--server-python",
-            sys.executable,
-            "--json",
-            str(out),
-            "--quiet",
-            *progress_args,
-            *extra_args,
-        ]
+        cmd = [instrument_python(), "-m", module, "--profile", profile(),
+               "--server-python", sys.executable, "--json", str(out), *args]
         env = dict(os.environ)
         # asv puts its environment first on PATH and sets VIRTUAL_ENV; the
         # instrument must not inherit either, nor a PYTHONPATH.
@@ -140,7 +133,8 @@ def run_scenario(scenario: str, *, extra_args: tuple[str, ...] = ()) -> dict[str
                 f"{time.monotonic() - started:.1f} s: {' '.join(cmd)}\n{proc.stdout[-4000:]}"
             )
         document: dict[str, Any] = json.loads(out.read_text())
-        keep_document(scenario, out)
+        if keep_as:
+            keep_document(keep_as, out)
     return document
 
 

@@ -61,7 +61,7 @@ def _instr(effect: float) -> Target:
     the instruction count of any tool path (every path pays the same absolute amount)."""
     series = _I + "track_instructions_per_message(path='echo')"
     return Target("instructions", series, effect, lambda v: _expect(
-        P.message_instructions(v * effect), series,
+        P.instructions_per_message(v * effect), series,
         *(f"{_I}track_instructions_per_message(path='{p}')"
           for p in ("status", "chat", "analyze", "listmodels")),
         _I + "track_instructions_per_message_with_open_connections("))

@@ -253,7 +253,7 @@ def _instruction_work(instructions: float) -> list[str]:
     return _work_lines(iterations_for_instructions(instructions))
 
 
-def message_instructions(instructions: float) -> Plant:
+def instructions_per_message(instructions: float) -> Plant:
     """Every ``tools/call`` executes ``instructions`` more (a fixed amount of work)."""
     return Plant(
         name=f"instr+{instructions:.0f}",

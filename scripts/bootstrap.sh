@@ -19,12 +19,15 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # System packages used by tests: Debian's Chromium (dashboard tests), the
-# PostgreSQL server binaries (request-log test) and redis-server (the broker of
-# the distributed runners' tests). Installed when we may.
+# PostgreSQL server binaries (request-log test), redis-server (the broker of the
+# distributed runners' tests), valgrind and libfaketime (the instruction counts:
+# benchmarks/load/instructions.py). Installed when we may.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
+command -v valgrind >/dev/null || need+=(valgrind)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(libfaketime)
 if [ ${#need[@]} -gt 0 ] && [ "${BOOTSTRAP_SYSTEM:-1}" = 1 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "bootstrap: apt-get install ${need[*]}" >&2

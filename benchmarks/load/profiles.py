@@ -230,8 +230,14 @@ def params(scenario: str, profile: str, overrides: dict[str, str] | None = None)
         base = TABLE[scenario][profile]
     except KeyError as exc:
         raise ValueError(f"unknown scenario/profile {scenario}/{profile}") from exc
+    return _override(base, overrides or {}, scenario)
+
+
+def _override(base: Any, overrides: dict[str, str], what: str = "") -> Any:
+    """``base`` with ``name=value`` overrides parsed into each field's type."""
     if not overrides:
         return base
+    scenario = what or type(base).__name__
     kinds = {f.name: f for f in fields(base)}
     changes: dict[str, Any] = {}
     for name, raw in overrides.items():
@@ -246,3 +252,47 @@ def params(scenario: str, profile: str, overrides: dict[str, str] | None = None)
         else:
             changes[name] = type(current)(raw)
     return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """Instructions the server executes under valgrind (``benchmarks.load.instructions``).
+
+    Every figure is a series of ``windows`` samples (asv's Mann-Whitney test needs at
+    least 7 a side). A window of a message path holds ``messages`` sequential requests
+    (``chat`` half and ``analyze`` a quarter of that: they cost more each), of the
+    connection series ``connections`` lives. Bigger windows spread the garbage
+    collector's passes more evenly: one pass costs about as much as half a connection
+    life, or 10 to 30 requests.
+    """
+
+    windows: int = 10
+    messages: int = 100
+    warmup_messages: int = 50
+    connections: int = 32                 # connection lives per window
+    warmup_connections: int = 8
+    open_connections: tuple[int, ...] = (1, 100, 1000)
+    open_messages: int = 100              # echo calls per window with the others open
+    open_concurrency: int = 25            # handshakes in flight while opening the others
+    #: seconds per idle window (one tick each); windows * idle_seconds must fit between
+    #: 14 s and 60 s of the idle server's uptime
+    idle_seconds: int = 3
+    request_log: str = "sqlite"           # sqlite (written at exit) | none
+
+
+INSTRUCTIONS: dict[str, Instructions] = {
+    "smoke": Instructions(windows=7, messages=40, warmup_messages=30, connections=16,
+                          warmup_connections=4, open_connections=(1, 100), open_messages=40,
+                          idle_seconds=2),
+    "quick": Instructions(),
+    "full": Instructions(windows=20, messages=200, connections=64, idle_seconds=2),
+}
+
+
+def instructions_params(profile: str, overrides: dict[str, str] | None = None) -> Instructions:
+    """The instruction-count parameters of ``profile``, with ``name=value`` overrides."""
+    try:
+        base = INSTRUCTIONS[profile]
+    except KeyError as exc:
+        raise ValueError(f"unknown profile {profile!r} (have {', '.join(INSTRUCTIONS)})") from exc
+    return _override(base, overrides or {})

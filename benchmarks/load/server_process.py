@@ -125,6 +125,9 @@ class ServerProcess:
         self.starts = 0
         self._log: IO[bytes] | None = None
 
+    #: In the child before exec: how it learns that the instrument died.
+    death_signal_setter = staticmethod(die_with_parent)
+
     @property
     def pid(self) -> int | None:
         """PID of the running server."""
@@ -144,7 +147,7 @@ class ServerProcess:
         self.proc = _SPAWNER.submit(
             subprocess.Popen, self.command(), stdout=subprocess.PIPE, stderr=log,
             stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-            preexec_fn=die_with_parent).result()
+            preexec_fn=self.death_signal_setter).result()
         if self.core is not None:
             pin_process(self.proc.pid, self.core)
         line = self._first_line()
