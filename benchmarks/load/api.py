@@ -8,6 +8,8 @@ to core 0 (the generator to the other cores), samples, and stops at the end.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import sys
 import tempfile
@@ -76,6 +78,11 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     if pairs and workers > 1:
         raise ValueError(f"{scenario}: the reference rounds run in one generator process; "
                          "use --workers 1, or --set pairs=0 for no host-corrected figures")
+    # the reference starts while the target does (a server takes a second to import)
+    starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference")
+    starting = starter.submit(
+        start_reference, scenario, scenario_args, token=token, core=0 if pin else None,
+        calibration=calibration) if pairs else None
     try:
         if server_python is not None:
             given = {a.split("=", 1)[0] for a in server_args}
@@ -91,9 +98,8 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
                 admin = "--allow-admin" in extra
         assert url is not None
         check_loopback(url)
-        if pairs:
-            reference = start_reference(scenario, scenario_args, token=token,
-                                        core=0 if pin else None, calibration=calibration)
+        if starting is not None:
+            reference = starting.result()
         gen_cores = pin_generator(0) if pin and server is not None else None
         health = fetch_health(url)
         sampler = ResourceSampler(server_pid).start() if server_pid else None
@@ -130,6 +136,10 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     finally:
         if sampler is not None:
             sampler.stop()
+        if starting is not None and reference is None:  # the target failed first
+            with contextlib.suppress(Exception):
+                reference = starting.result()
+        starter.shutdown()
         if reference is not None:
             reference.server.stop()
         if server is not None:

@@ -103,7 +103,7 @@ class Soak:
 TABLE: dict[str, dict[str, Any]] = {
     "load_performance": {
         # the duet doubles the load time: half the measured time per side keeps CI's
-        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.2, duration_s=2.0, pairs=14,
+        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.2, duration_s=1.5, pairs=14,
                                  blocks=7),
         "quick": LoadPerformance(),
         "full": LoadPerformance(warmup_s=5.0, duration_s=60.0, pairs=240, blocks=20),
