@@ -13,11 +13,12 @@ commit's speed without the host's state.
 Rounds are as short as the load allows: the closer the two rounds of a pair, the
 better they share the host's state (docs/BENCHMARKS.md has the measurements). A round
 ends by draining what is in flight, which costs about one latency, so a round lasts at
-least :data:`ROUND_LATENCIES` times the median latency the warm-up measured, and never
-less than ``duration_s / max_pairs``. Consecutive pairs are pooled into ``blocks`` (exactly merged
-histograms and counters): one block is one sample for asv, and a block's percentiles
-come from a block's worth of requests, so a p99 still means the tail of that much
-traffic however short the rounds.
+least :data:`ROUND_LATENCIES` times the reference's median latency at that load point
+(its calibrated nominal value: a constant, so how a point is cut never depends on the
+host's state of the day), and never less than ``duration_s / max_pairs``. Consecutive
+pairs are pooled into ``blocks`` (exactly merged histograms and counters): one block is
+one sample for asv, and a block's percentiles come from a block's worth of requests,
+so a p99 still means the tail of that much traffic however short the rounds.
 
 What keeps the two sides comparable:
 
@@ -60,7 +61,7 @@ from .spec import PhaseSpec
 
 #: The two sides, in the order of the first pair.
 COMMIT, REFERENCE = "commit", "reference"
-#: A round lasts at least this many warm-up median latencies (its drain costs about one).
+#: A round lasts at least this many median latencies (its drain costs about one).
 ROUND_LATENCIES = 4
 #: Per-block figures: the raw samples of a side, and what the correction pairs up.
 BLOCK_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p95_ms", "p99_ms",
@@ -142,23 +143,26 @@ def plan(duration_s: float, *, max_pairs: int, blocks: int, settle_s: float,
 
 
 def run(spec: PhaseSpec, sides: dict[str, Side], *, max_pairs: int, blocks: int,
-        settle_s: float) -> Plan:
+        settle_s: float, latency_ms: float | None = None) -> Plan:
     """Run the duet of ``spec`` (one event loop in this process); fills ``side.rounds``.
 
     ``spec.duration_s`` is what each side measures in total, ``spec.warmup_s`` each
-    side's one warm-up (which also measures the latency the plan is cut by).
+    side's one warm-up. The rounds are cut by ``latency_ms`` (the reference's calibrated
+    median latency at this load point: a constant, so the cut does not depend on the
+    host's state); without it, by the median latency the warm-up measured.
     """
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_duet(spec, sides, max_pairs=max_pairs,
-                                             blocks=blocks, settle_s=settle_s))
+                                             blocks=blocks, settle_s=settle_s,
+                                             latency_ms=latency_ms))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
 async def _duet(spec: PhaseSpec, sides: dict[str, Side], *, max_pairs: int, blocks: int,
-                settle_s: float) -> Plan:
+                settle_s: float, latency_ms: float | None) -> Plan:
     settle = settle_s if spec.loop == "closed" else 0.0
     try:
         for side in sides.values():
@@ -170,8 +174,10 @@ async def _duet(spec: PhaseSpec, sides: dict[str, Side], *, max_pairs: int, bloc
             if hist.get_total_count():
                 sides[label].warmup_p50_ms = hist.get_value_at_percentile(50) / 1000
         latencies = [s.warmup_p50_ms for s in sides.values() if s.warmup_p50_ms]
+        if latency_ms is None and latencies:
+            latency_ms = max(latencies)
         cut = plan(spec.duration_s, max_pairs=max_pairs, blocks=blocks, settle_s=settle,
-                   latency_ms=max(latencies) if latencies else None)
+                   latency_ms=latency_ms)
         for pair in range(cut.pairs):
             for label in order(pair):
                 sides[label].rounds.append(await _round(

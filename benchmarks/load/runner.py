@@ -133,7 +133,9 @@ class Runner:
         sides = {duet.COMMIT: duet.Side(duet.COMMIT, self.target.url, self.sampler),
                  duet.REFERENCE: duet.Side(duet.REFERENCE, reference.url,
                                            reference.sampler)}
-        cut = duet.run(spec, sides, max_pairs=pairs, blocks=blocks, settle_s=settle_s)
+        cut = duet.run(spec, sides, max_pairs=pairs, blocks=blocks, settle_s=settle_s,
+                       latency_ms=reference.calibration.nominal.get(
+                           reference.scenario, {}).get(f"{spec.name}.p50_ms"))
         phase = duet.side_phase(spec, sides[duet.COMMIT], cut, t0=self.t0)
         other = duet.side_phase(spec, sides[duet.REFERENCE], cut, t0=self.t0)
         phase["duet"] = {**cut.settings(), "reference": {"url": reference.url, **{
