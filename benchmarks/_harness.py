@@ -174,3 +174,24 @@ def figure(result: dict[str, Any], name: str) -> dict[str, Any] | float:
     value = result.get("metrics", {}).get(name)
     return samples([value]) if value is not None else math.nan
 
+
+def corrected_figure(result: dict[str, Any], name: str) -> dict[str, Any] | float:
+    """The host-corrected figure of ``<phase>.<figure>``, as asv samples (one a round pair).
+
+    The instrument ran the phase as a duet against its reference server and scaled each
+    pair's commit/reference ratio by the figure's nominal value (benchmarks/load/
+    reference.py). A figure the calibration table has no nominal value for raises with
+    the instrument's message (asv records the benchmark as failed and shows why), never
+    a silent fall-back to the raw figure, which would make the series jump; a phase
+    that was not measured (a client count the profile does not run) is skipped (NaN).
+    """
+    phase, _, fig = name.partition(".")
+    values = result.get("metric_samples", {}).get(f"{phase}.corrected_{fig}")
+    if values:
+        return samples(values)
+    missing = (result.get("reference") or {}).get("missing", {}).get(name)
+    if missing:
+        raise RuntimeError(missing)
+    value = result.get("metrics", {}).get(f"{phase}.corrected_{fig}")
+    return samples([value]) if value is not None else math.nan
+

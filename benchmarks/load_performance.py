@@ -6,7 +6,7 @@ Figures are per client count; lower is better for all of them, so time per
 message stands in for throughput (a rate that drops would read as better).
 """
 
-from ._harness import figure, run_scenario
+from ._harness import corrected_figure, figure, run_scenario
 
 CLIENTS = [1, 10, 100, 1000]
 
@@ -48,9 +48,29 @@ class LoadPerformance:
         other core, so a slowdown of the whole host cancels out of the ratio."""
         return figure(result, f"clients_{clients}.server_cpu_relative")
 
+    # Host-corrected: per round pair against the reference server, commit/reference x
+    # the reference's nominal value (benchmarks/load/reference.py, docs/BENCHMARKS.md):
+    # what the commit would take on the calibration host. The raw figures above stay
+    # (the plan's absolute limits judge them).
+    def track_corrected_latency_p50(self, result, clients):
+        return corrected_figure(result, f"clients_{clients}.p50_ms")
+
+    def track_corrected_latency_p95(self, result, clients):
+        return corrected_figure(result, f"clients_{clients}.p95_ms")
+
+    def track_corrected_latency_p99(self, result, clients):
+        return corrected_figure(result, f"clients_{clients}.p99_ms")
+
+    def track_corrected_time_per_message(self, result, clients):
+        return corrected_figure(result, f"clients_{clients}.us_per_msg")
+
     track_latency_p50.unit = "ms"
     track_latency_p95.unit = "ms"
     track_latency_p99.unit = "ms"
     track_time_per_message.unit = "µs"
     track_server_cpu_per_message.unit = "µs"
     track_server_cpu_relative.unit = "server/generator"
+    track_corrected_latency_p50.unit = "ms"
+    track_corrected_latency_p95.unit = "ms"
+    track_corrected_latency_p99.unit = "ms"
+    track_corrected_time_per_message.unit = "µs"

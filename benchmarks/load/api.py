@@ -8,14 +8,18 @@ to core 0 (the generator to the other cores), samples, and stops at the end.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import environment, profiles
+from . import reference as ref
 from .estimate import clock, expected_s
 from .phase import ProgressOut, to_stderr
 from .resources import ResourceSampler, compact
@@ -52,11 +56,17 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
                  workers: int = 1, overrides: dict[str, str] | None = None,
                  enforce_full: bool = False, progress_s: float = 0.0,
                  progress_out: ProgressOut | None = None,
-                 pin: bool = True) -> dict[str, Any]:
+                 pin: bool = True,
+                 calibration: ref.Calibration | None = None) -> dict[str, Any]:
     """Run one scenario at one profile and return its ``benchmarks.load/1`` document.
 
     With ``progress_s`` > 0, progress lines (the phase running, elapsed and expected
-    time) go to ``progress_out`` (default stderr)."""
+    time) go to ``progress_out`` (default stderr). When the profile asks for round
+    pairs (``pairs``), a reference server is started too (:mod:`reference`: the
+    calibrated toolserver tree on this interpreter, pinned like the target) and the
+    phases alternate between the two; ``calibration`` is the table of nominal values
+    (default: the committed ``reference.toml``).
+    """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
     if (url is None) == (server_python is None):
@@ -72,6 +82,16 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
     # the request log of the server started here: removed afterwards (a one-hour soak
     # writes millions of rows; left in /tmp, every run would add its own)
     scratch = tempfile.mkdtemp(prefix="loadgen-") if server_python is not None else None
+    reference: ref.Reference | None = None
+    pairs = getattr(params, "pairs", 0)
+    if pairs and workers > 1:
+        raise ValueError(f"{scenario}: the reference rounds run in one generator process; "
+                         "use --workers 1, or --set pairs=0 for no host-corrected figures")
+    # the reference starts while the target does (a server takes a second to import)
+    starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference")
+    starting = starter.submit(
+        start_reference, scenario, scenario_args, token=token, core=0 if pin else None,
+        calibration=calibration) if pairs else None
     try:
         if server_python is not None:
             given = {a.split("=", 1)[0] for a in server_args}
@@ -87,6 +107,8 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
                 admin = "--allow-admin" in extra
         assert url is not None
         check_loopback(url)
+        if starting is not None:
+            reference = starting.result()
         gen_cores = pin_generator(0) if pin and server is not None else None
         health = fetch_health(url)
         sampler = ResourceSampler(server_pid).start() if server_pid else None
@@ -95,7 +117,7 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
         runner = Runner(target=target, sampler=sampler, workers=workers,
                         progress_s=progress_s, t0=t0, label=f"{scenario}/{profile}",
                         expected_s=expected_s(scenario, params),
-                        out=progress_out or to_stderr)
+                        out=progress_out or to_stderr, reference=reference)
         runner.say("started")
         res = ScenarioResult(scenario=scenario, profile=profile)
         run_fn(runner, params, res)
@@ -123,16 +145,39 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
             versions=environment.versions(health.get("version") if health else None),
             server=server_info,
             samples=compact(sampler.samples, t0) if sampler else [],
-            enforce_full=enforce_full)
+            enforce_full=enforce_full,
+            reference=reference.describe() if reference is not None else None)
     finally:
         if sampler is not None:
             sampler.stop()
+        if starting is not None and reference is None:  # the target failed first
+            with contextlib.suppress(Exception):
+                reference = starting.result()
+        starter.shutdown()
+        if reference is not None:
+            reference.server.stop()
         if server is not None:
             server.stop()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         if old_affinity is not None and pin:
             os.sched_setaffinity(0, old_affinity)
+
+
+def start_reference(scenario: str, scenario_args: Sequence[Sequence[str]], *,
+                    token: str | None, core: int | None,
+                    calibration: ref.Calibration | None = None) -> ref.Reference:
+    """Start the reference server of a run: the scenario's own server options (never the
+    user's ``--server-arg``: those describe the target), this interpreter, core ``core``."""
+    cal = calibration if calibration is not None else ref.load_calibration()
+    src, source = ref.source_dir(cal)
+    if source.get("warning"):
+        print(f"warning: {source['warning']}", file=sys.stderr, flush=True)
+    args = [x for group in scenario_args for x in group]
+    if token:
+        args += ["--token", token]
+    server = start_server(sys.executable, args, pythonpath=[str(src)], core=core)
+    return ref.Reference(server, cal, scenario, source)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")

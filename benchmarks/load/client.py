@@ -151,7 +151,6 @@ class Session:
 
     async def read(self) -> str:
         """Read until the connection closes; returns its close kind (``close:CODE``)."""
-        rec = self.rec
         pending = self.pending
         call = self.call
         loads = json.loads
@@ -159,6 +158,7 @@ class Session:
         try:
             async for raw in self.ws:
                 now = perf_counter()
+                rec = self.rec  # per frame: a duet's rounds swap the recorder under a reader
                 try:
                     msg: Any = loads(raw)
                     rid = msg.get("id")

@@ -80,6 +80,23 @@ def count_above(hist: HdrHistogram, threshold_us: int) -> int:
     return total
 
 
+def mean_us(hist: HdrHistogram) -> float:
+    """``hist.get_mean_value()``, exactly, without hdrh's iterator.
+
+    hdrh's iterator steps through every empty sub-bucket up to the largest value in
+    Python (0.2 s per histogram here, five per phase); this scans the counts once and
+    does the same arithmetic on the non-empty ones only.
+    """
+    if not hist.total_count:
+        return 0.0
+    total = 0
+    for index, count in enumerate(hist.counts[:hist.counts_len]):
+        if count:
+            value = hist.get_highest_equivalent_value(hist.get_value_from_index(index))
+            total += count * hist._hdr_median_equiv_value(value)
+    return float(total) / hist.total_count
+
+
 def summary_ms(hist: HdrHistogram) -> dict[str, Any]:
     """Percentiles, mean and max in milliseconds plus count and outliers over 1 s.
 
@@ -96,7 +113,7 @@ def summary_ms(hist: HdrHistogram) -> dict[str, Any]:
     for name, pct in PERCENTILES:
         out[name] = round(hist.get_value_at_percentile(pct) / 1000.0, 4)
     out["min"] = round(hist.get_min_value() / 1000.0, 4)
-    out["mean"] = round(hist.get_mean_value() / 1000.0, 4)
+    out["mean"] = round(mean_us(hist) / 1000.0, 4)
     out["max"] = round(hist.get_max_value() / 1000.0, 4)
     out["outliers_over_1s"] = count_above(hist, OUTLIER_US)
     return out

@@ -49,7 +49,7 @@ async def run(ctx: Context, sockets: list[ClientConnection]) -> None:
     ctx.start_clock()
     tasks = [asyncio.create_task(hold(ws)) for ws in sockets]
     sweeper = asyncio.create_task(ctx.sweeper(refill=False))
-    sender = asyncio.create_task(_send_schedule(ctx, live)) if spec.rate > 0 else None
+    sender = asyncio.create_task(send_schedule(ctx, live)) if spec.rate > 0 else None
     try:
         await ctx.drain()
         if sender is not None:
@@ -64,7 +64,8 @@ async def run(ctx: Context, sockets: list[ClientConnection]) -> None:
             sender.cancel()
 
 
-async def _send_schedule(ctx: Context, live: list[Session]) -> None:
+async def send_schedule(ctx: Context, live: list[Session]) -> None:
+    """Issue ``ctx.spec``'s schedule over the live sessions until the phase's bounds."""
     spec = ctx.spec
     rec = ctx.rec
     rng = random.Random(spec.seed)

@@ -25,9 +25,16 @@ class LoadPerformance:
     clients: tuple[int, ...] = (1, 10, 100, 1000)
     inflight: int = 1
     tool: str = "echo"
-    warmup_s: float = 1.0
+    warmup_s: float = 0.5   # per side: a duet warms both servers up
     duration_s: float = 6.0
     connect_concurrency: int = 200
+    #: at most this many round pairs against the reference server (benchmarks/load/
+    #: duet.py; 0: the commit alone in one phase, no host-corrected figures), pooled
+    #: into `blocks` samples; each side measures duration_s in total, a closed-loop
+    #: round after settle_s of load outside its window
+    pairs: int = 48
+    blocks: int = 8
+    settle_s: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class EndToEndLatency:
     connections: int = 10
     warmup_s: float = 0.5
     duration_s: float = 3.0
+    #: round pairs against the reference server and blocks, as for LoadPerformance
+    pairs: int = 48
+    blocks: int = 8
 
 
 @dataclass(frozen=True)
@@ -167,9 +177,11 @@ class BadInput:
 
 TABLE: dict[str, dict[str, Any]] = {
     "load_performance": {
-        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.3, duration_s=4.0),
+        # the duet doubles the load time: half the measured time per side keeps CI's
+        "smoke": LoadPerformance(clients=(1, 10, 100), warmup_s=0.2, duration_s=1.5, pairs=14,
+                                 blocks=7),
         "quick": LoadPerformance(),
-        "full": LoadPerformance(warmup_s=5.0, duration_s=60.0),
+        "full": LoadPerformance(warmup_s=5.0, duration_s=60.0, pairs=240, blocks=20),
     },
     "concurrent_connections": {
         "smoke": ConcurrentConnections(rapid_rounds=3, hold_n=500, hold_s=3.0, churn_s=3.0,
@@ -178,9 +190,11 @@ TABLE: dict[str, dict[str, Any]] = {
         "full": ConcurrentConnections(hold_s=600.0, churn_s=120.0, settle_s=3.0),
     },
     "end_to_end_latency": {
-        "smoke": EndToEndLatency(rates=(20.0,), warmup_s=0.3, duration_s=1.5),
+        "smoke": EndToEndLatency(rates=(20.0,), warmup_s=0.2, duration_s=1.0, pairs=14,
+                                 blocks=7),
         "quick": EndToEndLatency(),
-        "full": EndToEndLatency(rates=(20.0, 200.0, 1000.0), warmup_s=5.0, duration_s=60.0),
+        "full": EndToEndLatency(rates=(20.0, 200.0, 1000.0), warmup_s=5.0, duration_s=60.0,
+                                pairs=240, blocks=20),
     },
     "overload_recovery": {
         "smoke": OverloadRecovery(probe_s=1.0, overload_s=2.0, recover_s=1.5,

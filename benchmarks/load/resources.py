@@ -96,6 +96,20 @@ class ResourceSampler:
         """Take a sample now (phase boundaries) and return it."""
         return self._sample()
 
+    def cpu_now(self) -> float | None:
+        """The process's cumulative CPU seconds now, nothing else (cheap: the duet reads
+        it at every round boundary; a full sample lists every open fd)."""
+        proc, clock = self._proc, self._clock
+        try:
+            if clock is not None:
+                return time.clock_gettime(clock)
+            if proc is not None:
+                cpu = proc.cpu_times()
+                return float(cpu.user + cpu.system)
+        except (psutil.Error, OSError):
+            pass
+        return None
+
     def _sample(self) -> Sample | None:
         proc, clock = self._proc, self._clock
         if proc is None:

@@ -40,6 +40,13 @@ Top level::
                   CPU figure uses), every 0.1 s
     server.cpu_clock  "process-clock" (ns) or "ticks" (psutil fallback, 10 ms)
     notes         free-text remarks (e.g. "closed loop: latency from actual send")
+    reference     null, or when the phases ran as duets against the reference server
+                  (benchmarks/load/duet.py, reference.py): url, command, python, source
+                  ("tree": the calibrated git tree, or "checkout"), tree, path, stale
+                  (true: not the calibrated tree), warning, table (reference.toml),
+                  table_error, calibrated (the table's [calibration] metadata), missing
+                  ({"<phase>.<figure>": why}: figures with no nominal value, hence no
+                  host-corrected figure)
 
 PHASE::
 
@@ -80,7 +87,20 @@ PHASE::
     slices              {n, slice_s, msg_s: [...], us_per_msg: [...], p50_ms: [...],
                         p95_ms: [...], p99_ms: [...], server_cpu_us_per_msg: [...],
                         error_p99_ms: [...]}: one value per sub-window that had
-                        successes (error_p99_ms: that had error replies)
+                        successes (error_p99_ms: that had error replies); in a duet one
+                        value per block of the target (server CPU over the rounds' spans)
+    blocks              duet only (benchmarks/load/duet.py): per block of consecutive
+                        round pairs, the target's rounds pooled: {ok, errors, window_s,
+                        msg_s, us_per_msg, p50_ms, p95_ms, p99_ms, server_cpu_us_per_msg,
+                        generator_cpu_us_per_msg, error_p99_ms}
+    rounds              duet only: per round of the target {pair, t_s, wall_s, window_s, ok}
+    duet                duet only: {pairs, blocks, round_s, settle_s, order "ABBA",
+                        reference: {url, requests, errors, connection_errors, connections,
+                        throughput_msg_s, us_per_msg, latency_ms, server, generator,
+                        blocks, rounds}} (the reference's side, same shapes)
+    corrected           duet only: per figure {nominal, ratios (target/reference per
+                        block), samples (nominal x ratio), value (their median)} or
+                        {missing: why}
 
 metrics names: "<phase>.<figure>" with figure in msg_s (higher is better: the only one),
 us_per_msg, p50_ms, p90_ms, p95_ms, p99_ms, p99_9_ms, max_ms, error_fraction,
@@ -89,7 +109,9 @@ server_cpu_percent, server_cpu_relative (server CPU per message / generator CPU 
 message: see relative_cpu(); also in metric_samples, per slice over the phase's
 generator figure); plus scenario figures named in each scenario module (e.g.
 "rapid.connect_wall_ms", "hold.rss_kib_per_connection", "churn.fd_delta",
-"soak.rss_slope_kib_per_min").
+"soak.rss_slope_kib_per_min"); in a duet "<phase>.corrected_<figure>" (the host-corrected
+p50_ms, p95_ms, p99_ms and, closed loop, us_per_msg: median of the round samples, which
+are in metric_samples).
 """
 
 from __future__ import annotations
@@ -106,6 +128,8 @@ from .recorder import Recorder
 from .spec import PhaseSpec
 
 SCHEMA = "benchmarks.load/1"
+#: host-corrected figures are named "<phase>.corrected_<figure>"
+CORRECTED_PREFIX = "corrected_"
 PHASE_FIGURES = ("msg_s", "us_per_msg", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms",
                  "max_ms", "error_fraction", "outliers_over_1s", "connect_p50_ms",
                  "connect_p99_ms", "server_cpu_us_per_msg", "server_cpu_percent",
@@ -313,11 +337,22 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
 
     metric_samples: dict[str, list[float]] = field(default_factory=dict)
+    #: "<phase>.<figure>" -> why it has no host-corrected figure (no nominal value)
+    corrected_missing: dict[str, str] = field(default_factory=dict)
 
     def add_phase(self, phase: dict[str, Any]) -> dict[str, Any]:
-        """Append a phase, its flat metrics and its per-slice samples."""
+        """Append a phase, its flat metrics, its per-slice samples and, for a duet, its
+        host-corrected figures."""
         self.phases.append(phase)
         self.metrics.update(phase_metrics(phase))
+        for fig, entry in phase.get("corrected", {}).items():
+            if "missing" in entry:
+                self.corrected_missing[f"{phase['name']}.{fig}"] = entry["missing"]
+                continue
+            key = f"{phase['name']}.{CORRECTED_PREFIX}{fig}"
+            self.metrics[key] = entry["value"]
+            if len(entry["samples"]) >= 2:
+                self.metric_samples[key] = entry["samples"]
         sl = phase.get("slices", {})
         for fig in SLICE_FIGURES:
             values = sl.get(fig) or []
@@ -338,10 +373,20 @@ class ScenarioResult:
         return c
 
 
+def check_reference(res: ScenarioResult, phase: dict[str, Any]) -> None:
+    """In a duet, the reference must have answered everything: its rounds scale the
+    host-corrected figures, and a failing reference would scale them by its failures."""
+    other = phase.get("duet", {}).get("reference")
+    if other is not None:
+        res.check(f"{phase['name']}: reference error fraction",
+                  other["requests"]["error_fraction"], "==", 0.0)
+
+
 def document(res: ScenarioResult, *, started_at: float, elapsed_s: float,
              settings: dict[str, Any], machine: dict[str, Any], versions: dict[str, Any],
              server: dict[str, Any], samples: list[list[float]],
-             enforce_full: bool = False) -> dict[str, Any]:
+             enforce_full: bool = False,
+             reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """The complete result document (schema ``benchmarks.load/1``)."""
     scopes = {"ci", "full"} if enforce_full else {"ci"}
     crit = [c.to_json() for c in res.criteria]
@@ -364,6 +409,8 @@ def document(res: ScenarioResult, *, started_at: float, elapsed_s: float,
         "samples": {"columns": ["t_s", "cpu_user_s", "cpu_sys_s", "rss_kib", "fds",
                                 "threads", "cpu_s"], "rows": samples},
         "notes": res.notes,
+        "reference": {**reference, "missing": dict(res.corrected_missing)}
+        if reference is not None else None,
     }
 
 
@@ -415,6 +462,21 @@ def table(doc: dict[str, Any]) -> str:
             f"{_fmt(srv.get('cpu_percent_mean')):>8} {_fmt(srv.get('cpu_us_per_msg')):>10} "
             f"{_fmt(rss / 1024 if rss else None):>7} "
             f"{_fmt(ph['generator'].get('cpu_percent')):>8}  {top}")
+    corrected = [ph for ph in doc["phases"] if ph.get("corrected")]
+    if corrected:
+        ref = doc.get("reference") or {}
+        lines.append(f"host-corrected (nominal x commit/reference per block of round pairs; "
+                     f"reference {ref.get('source', '?')} {str(ref.get('tree') or '')[:12]}"
+                     f"{', STALE' if ref.get('stale') else ''}): median [min..max] of blocks")
+        for ph in corrected:
+            cells = []
+            for fig, entry in ph["corrected"].items():
+                if "missing" in entry:
+                    cells.append(f"{fig} no nominal value")
+                elif entry["samples"]:
+                    cells.append(f"{fig} {entry['value']:.4g} [{min(entry['samples']):.4g}.."
+                                 f"{max(entry['samples']):.4g}]")
+            lines.append(f"  {ph['name'][:22]:<22} " + "  ".join(cells))
     if doc.get("analysis"):
         lines.append("analysis: " + json.dumps(doc["analysis"], default=str)[:2000])
     for c in doc["criteria"]:

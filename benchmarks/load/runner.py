@@ -20,8 +20,9 @@ from typing import Any
 from websockets.sync.client import connect as sync_connect
 from websockets.typing import Subprotocol
 
-from . import environment, workers
+from . import duet, environment, workers
 from . import protocol as P
+from . import reference as ref
 from .estimate import clock
 from .phase import ProgressOut, to_stderr
 from .protocol import Call
@@ -68,6 +69,9 @@ class Runner:
     workers: int = 1
     progress_s: float = 0.0
     t0: float = field(default_factory=time.perf_counter)
+    #: the reference server of the host-corrected figures (when the profile asks for
+    #: round pairs, see :meth:`run`)
+    reference: ref.Reference | None = None
     #: (start, end) perf_counter of the last phase's measurement window
     last_window: tuple[float, float] = (0.0, 0.0)
     #: progress lines: "[scenario/profile] ..." with the run's elapsed and expected time
@@ -97,12 +101,19 @@ class Runner:
                          connections=connections, call=call, duration_s=duration_s,
                          token=self.target.token, **kw)
 
-    def run(self, spec: PhaseSpec, actions: list[Action] | None = None) -> dict[str, Any]:
+    def run(self, spec: PhaseSpec, actions: list[Action] | None = None, *, pairs: int = 0,
+            blocks: int = 8, settle_s: float = 0.0) -> dict[str, Any]:
         """Run one phase (with its actions), return its PHASE document.
 
         Actions count their ``at_s`` from the moment traffic starts (connections open),
         not from the call, so connecting 1000 sessions or spawning workers does not eat
         into the time before a restart or a failure injection.
+
+        With ``pairs`` and a reference server, the phase is a duet instead
+        (:mod:`duet`): up to ``pairs`` ABBA round pairs against the reference, pooled
+        into ``blocks`` samples; the document is the target's rounds pooled, plus
+        ``duet`` (the reference's side) and ``corrected`` (the host-corrected figures,
+        :mod:`reference`).
         """
         if spec.name != self._last_phase:  # repeated rounds of one phase: one line
             self._last_phase = spec.name
@@ -116,6 +127,10 @@ class Runner:
                     "closed": f"{spec.inflight} in flight each"}.get(spec.loop, spec.loop)
             self.say(f"phase {spec.name}: {spec.loop}, {spec.connections} connections, "
                      f"{load}, {spec.warmup_s + spec.duration_s:g} s")
+        if pairs > 0 and self.reference is not None:
+            if actions:
+                raise ValueError(f"{spec.name}: timed actions do not run in a duet")
+            return self._run_duet(spec, pairs, blocks, settle_s)
         stop = threading.Event()
         went = threading.Event()
         events: list[dict[str, Any]] = []
@@ -147,6 +162,29 @@ class Runner:
     def _phase_line(self, text: str) -> None:
         if self.out is not None:
             self.out(f"[{self.label}] {text} | {self.elapsed()}")
+
+    def _run_duet(self, spec: PhaseSpec, pairs: int, blocks: int,
+                  settle_s: float) -> dict[str, Any]:
+        reference = self.reference
+        assert reference is not None
+        sides = {duet.COMMIT: duet.Side(duet.COMMIT, self.target.url, self.sampler),
+                 duet.REFERENCE: duet.Side(duet.REFERENCE, reference.url,
+                                           reference.sampler)}
+        cut = duet.run(spec, sides, max_pairs=pairs, blocks=blocks, settle_s=settle_s,
+                       latency_ms=reference.calibration.nominal.get(
+                           reference.scenario, {}).get(f"{spec.name}.p50_ms"))
+        phase = duet.side_phase(spec, sides[duet.COMMIT], cut, t0=self.t0)
+        other = duet.side_phase(spec, sides[duet.REFERENCE], cut, t0=self.t0)
+        phase["duet"] = {**cut.settings(), "reference": {"url": reference.url, **{
+            k: other[k] for k in ("requests", "errors", "connection_errors", "connections",
+                                  "throughput_msg_s", "us_per_msg", "latency_ms", "server",
+                                  "generator", "blocks", "rounds")}}}
+        phase["corrected"] = ref.correct_phase(reference.scenario, spec.name, phase["blocks"],
+                                               other["blocks"], reference.calibration)
+        rounds = sides[duet.COMMIT].rounds
+        if rounds:
+            self.last_window = (rounds[0].go, rounds[-1].end)
+        return phase
 
     def _act(self, action: Action, went: threading.Event, stop: threading.Event,
              events: list[dict[str, Any]]) -> None:

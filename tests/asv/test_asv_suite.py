@@ -66,6 +66,13 @@ def test_run_records_samples_for_every_scenario(history: Project) -> None:
     assert all(n >= 7 for n in cpu["stats_repeat"][:3]), cpu["stats_repeat"]
     samples = cpu.get("samples")
     assert samples and all(s and len(s) >= 7 for s in samples[:3]), samples
+    # host-corrected figures (interleaved with the reference server): one sample a block
+    for fig in ("latency_p50", "latency_p95", "latency_p99", "time_per_message"):
+        row = rows[f"load_performance.LoadPerformance.track_corrected_{fig}"]
+        assert all(v is not None and v > 0 for v in row["result"][:3]), (fig, row["result"])
+        assert all(s and len(s) >= 7 for s in row["samples"][:3]), (fig, row["samples"])
+    e2e = rows["end_to_end_latency.EndToEndLatency.track_corrected_latency_p95"]
+    assert any(v is not None and v > 0 for v in e2e["result"]), e2e["result"]
 
 
 def test_publish_and_compare(history: Project) -> None:

@@ -26,4 +26,12 @@ def test_end_to_end_latency() -> None:
     chat = next(p for p in doc["phases"] if p["name"].startswith("chat_"))
     echo = next(p for p in doc["phases"] if p["name"].startswith("echo_"))
     assert chat["latency_ms"]["p50"] > echo["latency_ms"]["p50"]
+    # host-corrected figures per phase, one sample a block (a block that saw no
+    # request on either side has none: at 20 requests/s a smoke block is short)
+    for ph in doc["phases"]:
+        assert ph["duet"]["reference"]["requests"]["failed"] == 0
+        for fig in ("p50_ms", "p95_ms", "p99_ms"):
+            samples = doc["metric_samples"][f"{ph['name']}.corrected_{fig}"]
+            assert 2 <= len(samples) <= ph["duet"]["blocks"], (ph["name"], fig, samples)
+        assert "corrected_us_per_msg" not in str(doc["metric_samples"])
     assert not failed_criteria(doc), failed_criteria(doc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..profiles import EndToEndLatency
 from ..protocol import default_call
-from ..result import ScenarioResult
+from ..result import ScenarioResult, check_reference
 from ..runner import Runner
 
 PLAN = (("p50", 50.0), ("p95", 100.0), ("p99", 200.0))
@@ -24,7 +24,8 @@ def run(runner: Runner, p: EndToEndLatency, res: ScenarioResult) -> None:
             name = f"{tool}_{rate:g}rps"
             ph = res.add_phase(runner.run(runner.spec(
                 name, "open", p.connections, call, p.duration_s, warmup_s=p.warmup_s,
-                rate=rate, arrival="poisson")))
+                rate=rate, arrival="poisson"), pairs=p.pairs, blocks=p.blocks))
+            check_reference(res, ph)
             lat = ph["latency_ms"]
             table.setdefault(tool, {})[f"{rate:g}"] = {
                 k: lat[k] for k in ("p50", "p95", "p99", "max")}

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..profiles import LoadPerformance
 from ..protocol import default_call
-from ..result import ScenarioResult
+from ..result import ScenarioResult, check_reference
 from ..runner import Runner
 
 #: The test plan's targets per client count: (p95 ms below, msg/s above).
@@ -75,9 +75,11 @@ def run(runner: Runner, p: LoadPerformance, res: ScenarioResult) -> None:
         spec = runner.spec(f"clients_{n}", "closed", n, call, p.duration_s,
                            warmup_s=p.warmup_s, inflight=p.inflight,
                            connect_concurrency=p.connect_concurrency)
-        ph = res.add_phase(runner.run(spec))
+        ph = res.add_phase(runner.run(spec, pairs=p.pairs, blocks=p.blocks,
+                                      settle_s=p.settle_s))
         steps.append(ph)
         name = ph["name"]
+        check_reference(res, ph)
         res.check(f"{name}: all connections opened", ph["connections"]["opened"], ">=", n)
         res.check(f"{name}: error fraction", ph["requests"]["error_fraction"], "==", 0.0)
         res.check(f"{name}: some successful traffic (msg/s)", ph["throughput_msg_s"], ">", 0.0)
