@@ -92,7 +92,7 @@ class Threshold:
     def text(self, unit: str = "") -> str:
         """``16%`` or ``16% and 1 ms``, for the alert's "what was crossed"."""
         floor = f" and {self.min_change:g} {unit}".rstrip() if self.min_change else ""
-        return f"{self.value:.0%}{floor}"
+        return f"{_percent(self.value)}{floor}"
 
 
 def threshold_for(cfg: JudgeConfig, baselines: Baselines | None, bench: str, machine: str,
@@ -108,3 +108,8 @@ def threshold_for(cfg: JudgeConfig, baselines: Baselines | None, bench: str, mac
                              noise.unstable, min_change)
     value, source = cfg.threshold_for(bench)
     return Threshold(value, source, min_change=min_change)
+
+
+def _percent(value: float) -> str:
+    """``16%``, ``1.5%`` (a deterministic series' threshold is below 2 %: not ``2%``)."""
+    return f"{value * 100:.2g}%" if value < 0.1 else f"{value:.0%}"
