@@ -101,7 +101,7 @@ class SiteConfig:
 
 @dataclass(frozen=True)
 class PairedConfig:
-    """The side-by-side check of each commit against its parent (scheduler.paired)."""
+    """The side-by-side check of each commit against its parent (scheduler.measure.paired)."""
 
     # Off by default: instructions per message and per connection (deterministic) and
     # the host-corrected wall-clock figures measure what it was added for, inside asv.

@@ -28,8 +28,8 @@ from . import jobs
 from .config import Config, SiteConfig
 from .estimate import readiness
 from .lock import StateLock
-from .service import Service, say
-from .site import SiteError, SiteServer, ensure_placeholder
+from .pipeline import Service, say
+from .publish.site import SiteError, SiteServer, ensure_placeholder
 
 
 def build_scheduler(cfg: Config, key: str) -> BlockingScheduler:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .asvrun import AsvError
-from .baselines import BaselinesError
-from .gitrepo import GitError
+from .measure.asvrun import AsvError
+from .measure.gitrepo import GitError
+from .pipeline import Service
 from .results import ResultsError
-from .service import Service
+from .store.baselines import BaselinesError
 
 log = logging.getLogger("scheduler.jobs")
 

@@ -723,9 +723,9 @@ def _workdir(path: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m selftest.faults") -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m selftest.faults",
+        prog=prog,
         description="Kill -9 the scheduler daemon at random moments of a measured history "
                     "(poll, asv run, side by side, judging, outbox delivery in turn), "
                     "restart it each time, and check at the end: every commit measured, "

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..asvrun import RunOutcome
     from ..config import Config
-    from ..service import Service
-    from ..state import Run
+    from ..measure.asvrun import RunOutcome
+    from ..pipeline import Service
+    from ..store.state import Run
 
 
 class Dispatcher(Protocol):

@@ -51,12 +51,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import messages
-from ..asvrun import KEEP_DOCUMENTS, AsvProject, RunOutcome, _prune
 from ..config import Config, PairedConfig, _redact
-from ..notify import make_notifier
-from ..outbox import Outbox
-from ..paired import PairedError, PairedResult, PairedRunner, PointVerdict
+from ..measure.asvrun import KEEP_DOCUMENTS, AsvProject, RunOutcome, _prune
+from ..measure.paired import PairedError, PairedResult, PairedRunner, PointVerdict
+from ..publish import messages
+from ..publish.notify import make_notifier
+from ..store.outbox import Outbox
 from .celery import Broker, make_app
 from .ledger import OPEN, Dispatched, Ledger
 from .protocol import (
@@ -74,8 +74,8 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from ..service import Service
-    from ..state import Run
+    from ..pipeline import Service
+    from ..store.state import Run
 
 TICK_S = 1.0  # how often the drain collects outcomes and sends jobs
 RUNNER_ERROR_PAUSE_S = 300.0  # after a runner error, wait before sending again
@@ -229,7 +229,7 @@ class Coordinator:
     def write_alerts_page(self) -> None:
         """One ``alerts.html`` for every machine: the coordinator's queue of requests, and
         each machine's alerts and runs (marked with the machine)."""
-        from .. import alerts_page
+        from ..publish import alerts_page
 
         assert self.main is not None
         with self._page_lock:
@@ -532,7 +532,7 @@ class Coordinator:
                                    "queues": queues, "measuring": by_worker.get(name, [])})
         root = self.cfg.state_dir / "machines"
         for path in sorted(root.glob("*/state.sqlite3")) if root.is_dir() else []:
-            from ..state import State
+            from ..store.state import State
 
             st = State(path)
             try:
@@ -625,7 +625,7 @@ class Lane:
     side-by-side check waits for a runner; other machines' outcomes do not wait)."""
 
     def __init__(self, coordinator: Coordinator, machine: str, main: Service) -> None:
-        from ..service import Service
+        from ..pipeline import Service
 
         self.coordinator, self.machine, self.main = coordinator, machine, main
         cfg = coordinator.cfg

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..asvrun import RunOutcome
-    from ..service import Service
-    from ..state import Run
+    from ..measure.asvrun import RunOutcome
+    from ..pipeline import Service
+    from ..store.state import Run
 
 
 class LocalDispatcher:

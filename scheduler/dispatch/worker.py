@@ -38,11 +38,11 @@ from typing import Any
 from celery.exceptions import Ignore
 from celery.signals import worker_ready
 
-from ..asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, kill_orphan
 from ..config import Config, ConfigError, PairedConfig
-from ..gitrepo import GitError, GitRepo
 from ..lock import StateLock
-from ..paired import PairedError, PairedRunner
+from ..measure.asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, kill_orphan
+from ..measure.gitrepo import GitError, GitRepo
+from ..measure.paired import PairedError, PairedRunner
 from .celery import Broker, make_app
 from .protocol import (
     DONE,
@@ -188,7 +188,7 @@ class Runner:
             path.unlink(missing_ok=True)
 
     def paired(self, wire: dict[str, Any]) -> dict[str, Any]:
-        """A side-by-side run on this host (``scheduler.paired``), as a plain dict."""
+        """A side-by-side run on this host (``scheduler.measure.paired``), as a plain dict."""
         a, b = str(wire["a"]), str(wire["b"])
         if wire.get("instrument") != self.instrument:
             return {"status": ERROR, "error": f"runner {self.name} has another instrument"}
@@ -334,7 +334,7 @@ def measure_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
 
 
 def paired_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
-    """Celery task ``scheduler.paired``: a side-by-side run of a commit and its parent."""
+    """Celery task ``scheduler.measure.paired``: a side-by-side run of a commit and its parent."""
     runner = _the_runner()
     lease = runner.lease(task.request.id, f"side by side {str(wire.get('b'))[:8]}")
     if lease is None:

@@ -87,7 +87,7 @@ def compare(a: Measurement, b: Measurement, threshold: Threshold, cfg: JudgeConf
 class Finding:
     """One thing worth an alert (or a recovery note)."""
 
-    kind: str  # "limit" | "baseline" | "history" | "paired" (scheduler.paired)
+    kind: str  # "limit" | "baseline" | "history" | "paired" (scheduler.measure.paired)
     machine: str  # asv machine (includes the profile)
     profile: str
     bench: str  # series id

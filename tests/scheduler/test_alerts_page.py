@@ -11,13 +11,13 @@ from pathlib import Path
 import asv
 import pytest
 
-from scheduler import alerts_page, messages
-from scheduler.gitrepo import Commit
-from scheduler.offline_site import make_offline
-from scheduler.plot import plot_name
+from scheduler.measure.gitrepo import Commit
 from scheduler.policy.compare import Finding
-from scheduler.site import graph_link
-from scheduler.state import State
+from scheduler.publish import alerts_page, messages
+from scheduler.publish.offline_site import make_offline
+from scheduler.publish.plot import plot_name
+from scheduler.publish.site import graph_link
+from scheduler.store.state import State
 
 NASTY = """<script>alert("x")</script> 'single' "double" & <img src=x onerror=alert(1)>"""
 A, B, C, D, E = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40

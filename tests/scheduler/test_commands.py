@@ -11,7 +11,7 @@ import pytest
 from sched_helpers import TinyRepo, alerts_file, git, once, run_cli, runs, write_config
 
 from scheduler.config import load_config
-from scheduler.service import Service
+from scheduler.pipeline import Service
 
 pytestmark = pytest.mark.slow
 

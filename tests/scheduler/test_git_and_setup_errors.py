@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sched_helpers import TinyRepo, run_cli, write_config
 
-from scheduler.gitrepo import GitError, GitRepo
+from scheduler.measure.gitrepo import GitError, GitRepo
 
 
 def test_url_is_mirrored_and_fetched(tmp_path: Path, tiny_repo: TinyRepo) -> None:
@@ -67,7 +67,7 @@ def test_asv_machine_file_rewritten_by_someone_else(tmp_path: Path, shared: Path
     import os
 
     from scheduler.config import load_config
-    from scheduler.service import Service
+    from scheduler.pipeline import Service
 
     machine = f"machinefile{os.getpid()}"  # ours alone: other runs' machines untouched
     c1 = tiny_repo.commit(0.01, "one")

@@ -18,15 +18,15 @@ from sched_helpers import REPO_ROOT, FakeSlack, TinyRepo
 from scheduler import cli
 from scheduler.children import child_env
 from scheduler.config import load_config
-from scheduler.gitrepo import Commit, GitError, GitRepo
-from scheduler.notify.slackbot import SlackBotNotifier
-from scheduler.outbox import Outbox
+from scheduler.measure.gitrepo import Commit, GitError, GitRepo
+from scheduler.pipeline import Service
 from scheduler.policy import OpenAlert, Recovery
 from scheduler.policy.compare import Finding
+from scheduler.publish.notify.slackbot import SlackBotNotifier
 from scheduler.redact import redact_url
 from scheduler.results import Measurement, ResultFile
-from scheduler.service import Service
-from scheduler.state import State
+from scheduler.store.outbox import Outbox
+from scheduler.store.state import State
 
 BENCH = "bench_tiny.Suite.track_latency"
 BAD = "b" * 40
@@ -39,7 +39,7 @@ SETUP = textwrap.dedent(f"""
     from scheduler.policy import OpenAlert, Recovery
     from scheduler.policy.compare import Finding
     from scheduler.results import Measurement, ResultFile
-    from scheduler.service import Service
+    from scheduler.pipeline import Service
     FINDING = Finding("history", "box-smoke", "smoke", {BENCH!r}, {BENCH!r}, (), "seconds",
                       "a" * 40, {BAD!r}, 0.010, 0.020, "5% over the previous commit")
     MEASURED = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke", date=0,
@@ -117,8 +117,8 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
                          detail={"benchmark": BENCH, "params": [], "unit": "seconds"})
     svc.close()
     _killed(cfg, """
-        import scheduler.messages
-        scheduler.messages.recovery = die
+        import scheduler.publish.messages
+        scheduler.publish.messages.recovery = die
         svc._recoveries(BACK, MEASURED, "box-smoke")
         """)
     svc = Service(load_config(cfg, env={}), verbose=False)
@@ -139,7 +139,7 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
 
 def test_a_kill_in_the_middle_of_a_poll_does_not_skip_the_commit(cfg: Path) -> None:
     # killed when the poll queues the new commit (after recording it, before the fix)
-    _killed(cfg, "import scheduler.state\nscheduler.state._enqueue = die\nsvc.poll()\n")
+    _killed(cfg, "import scheduler.store.state\nscheduler.store.state._enqueue = die\nsvc.poll()\n")
     svc = Service(load_config(cfg, env={}), verbose=False)
     try:
         assert svc.poll() == 1
@@ -249,7 +249,7 @@ def test_children_get_an_allow_listed_environment() -> None:
 
 def test_commit_texts_cannot_page_the_channel_or_spoof_links(tmp_path: Path,
                                                              fake_slack: FakeSlack) -> None:
-    from scheduler import messages
+    from scheduler.publish import messages
 
     evil = Commit("e" * 40, "<@U0ADMIN> & <!here>", 0,
                   "<!channel> fix <http://evil.example|bench.example> & co")

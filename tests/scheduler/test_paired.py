@@ -16,11 +16,11 @@ import pytest
 from sched_helpers import REPO_ROOT, TinyRepo
 
 from scheduler.config import PairedConfig, load_config
-from scheduler.evaluate import _commit as eval_commit
-from scheduler.evaluate import _git as eval_git
-from scheduler.paired import PairedError, PairedRunner, parse_versus
-from scheduler.plant import copy_project
-from scheduler.service import Service
+from scheduler.measure.paired import PairedError, PairedRunner, parse_versus
+from scheduler.pipeline import Service
+from selftest.evaluate import _commit as eval_commit
+from selftest.evaluate import _git as eval_git
+from selftest.plant import copy_project
 
 
 def _repo(tmp_path: Path, *, toolserver: bool) -> tuple[Path, str]:
@@ -133,7 +133,7 @@ KILLED_DAEMON = """
 import sys
 from pathlib import Path
 from scheduler.config import load_config
-from scheduler.service import Service
+from scheduler.pipeline import Service
 svc = Service(load_config(sys.argv[1]), verbose=False)
 svc.paired.run(sys.argv[2], sys.argv[3], project_dir=Path(sys.argv[4]))
 """

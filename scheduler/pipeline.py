@@ -17,7 +17,7 @@ instruction counts) are alerted without it; raw wall-clock and CPU-time series
 instruction-count siblings against history.
 
 With ``[paired] enabled`` (off by default) every commit measured with the premerge profile
-is also run side by side with its parent (``scheduler.paired``): a regression of server
+is also run side by side with its parent (``scheduler.measure.paired``): a regression of server
 CPU per message or per connection that both of two such runs name is alerted. Its verdict
 is evidence about its own series only; it never keeps an asv finding from being alerted.
 """
@@ -35,23 +35,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import alerts_page, knee, messages
-from .asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
-from .baselines import BaselinesError, load_baselines
 from .config import Config
 from .dispatch import make_dispatcher
-from .gitrepo import Commit, GitError, GitRepo
-from .notify import make_notifier
-from .outbox import Outbox
-from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
-from .plot import history_png, plot_name
+from .measure.asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
+from .measure.gitrepo import Commit, GitError, GitRepo
+from .measure.paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
 from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
 from .policy.compare import Finding
 from .policy.neighbours import neighbours
+from .publish import alerts_page, knee, messages
+from .publish.notify import make_notifier
+from .publish.plot import history_png, plot_name
+from .publish.site import graph_link
 from .redact import Redactor
 from .results import ResultFile, ResultsError, StepRegression, bench_id, format_value
-from .site import graph_link
-from .state import Message, NewCommit, Run, State
+from .store.baselines import BaselinesError, load_baselines
+from .store.outbox import Outbox
+from .store.state import Message, NewCommit, Run, State
 
 log = logging.getLogger("scheduler")
 

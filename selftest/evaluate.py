@@ -3,9 +3,9 @@ which ones the service names, at which commit, and what it says about neutral co
 
 ``python -m scheduler evaluate`` copies this project into a new git repository and
 builds a history on top of it: neutral commits (documentation, comments, unused code)
-with planted regressions between them (see :mod:`scheduler.plant`), each sized from a
+with planted regressions between them (see :mod:`selftest.plant`), each sized from a
 measurement of the base commit so that "+10 % CPU per message" means 10 % on this
-machine. It then runs the daemon's real detection path — :class:`~scheduler.service.
+machine. It then runs the daemon's real detection path — :class:`~scheduler.pipeline.
 Service` measuring every commit with the premerge profile, judging each against its
 measured neighbours with the thresholds in ``baselines/noise.toml``, asv's step
 detection, the re-measurement of wall-clock findings, the side-by-side check against the
@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scheduler.config import Config, RepositoryConfig, SlackConfig
+from scheduler.measure.idle import check as check_idle
+from scheduler.pipeline import Service
+from scheduler.policy.thresholds import Threshold, threshold_for
+from scheduler.store.baselines import dump_tables, load_baselines
+
 from . import plant as P
-from .baselines import dump_tables, load_baselines
-from .config import Config, RepositoryConfig, SlackConfig
-from .policy.thresholds import Threshold, threshold_for
-from .quiet import check as check_quiet
-from .service import Service
 
 #: The scenarios the planted regressions act on (overload and soak are left out: they
 #: take longest and no plant targets them).
@@ -327,7 +328,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
     started = time.monotonic()
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="scheduler-evaluate-")) if workdir is None else workdir
-    warnings = list(check_quiet().warnings)
+    warnings = list(check_idle().warnings)
     for w in warnings:
         say(f"warning: machine not idle: {w}")
     try:

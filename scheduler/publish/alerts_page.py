@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..results import format_value
+from ..store.state import State
 from .offline_site import PUBLISHED_VENDOR, add_nav, install_vendor
 from .plot import plot_name
-from .results import format_value
 from .site import PAGES, graph_link
-from .state import State
 
 PAGE = "alerts.html"
 BOOTSTRAP_CSS = f"{PUBLISHED_VENDOR}/bootstrap-3.1.1/css/bootstrap.min.css"

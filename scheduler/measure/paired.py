@@ -37,8 +37,8 @@ from typing import Any
 
 from benchmarks.load.versus import point_name, sign_test_p
 
-from .children import child_env, groups_of, kill_group, kill_orphan_group
-from .config import PairedConfig
+from ..children import child_env, groups_of, kill_group, kill_orphan_group
+from ..config import PairedConfig
 
 #: After SIGTERM, versus stops both servers (each drains for up to 15 s) and removes its
 #: worktrees; it gets this long before SIGKILL.
