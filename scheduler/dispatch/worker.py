@@ -334,7 +334,7 @@ def measure_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
 
 
 def paired_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
-    """Celery task ``scheduler.measure.paired``: a side-by-side run of a commit and its parent."""
+    """Celery task ``scheduler.paired``: a side-by-side run of a commit and its parent."""
     runner = _the_runner()
     lease = runner.lease(task.request.id, f"side by side {str(wire.get('b'))[:8]}")
     if lease is None:
