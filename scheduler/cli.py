@@ -28,6 +28,7 @@ from .publish.site import SiteError, ensure_placeholder
 from .redact import redact_url
 from .results import ResultsError, format_value
 from .store.baselines import BaselinesError, bless
+from .store.state import StateError
 
 EPILOG = f"""\
 configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
@@ -150,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _service(cfg: Config, quiet: bool) -> Any:
-    from .pipeline import Service
+    from .pipeline import Pipeline
 
-    return Service(cfg, verbose=not quiet)
+    return Pipeline(cfg, verbose=not quiet)
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
@@ -168,7 +169,7 @@ def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int
         svc = _service(cfg, args.quiet)
 
         def on_signal(signum: int, _frame: object) -> None:
-            # abandon the current asv run (it is re-queued) and let drain() return
+            # abandon the current asv run (it is re-queued) and let measure_queued() return
             print(f"received {signal.Signals(signum).name}; stopping", file=sys.stderr)
             svc.abandon()
 
@@ -178,7 +179,7 @@ def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int
             svc.recover()
             if poll:
                 svc.poll()
-            n = svc.drain(max_runs=getattr(args, "max_runs", None))
+            n = svc.measure_queued(max_runs=getattr(args, "max_runs", None))
             svc.publish()
             svc.flush()
             st = svc.stats
@@ -419,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = replace(cfg, profiles=replace(cfg.profiles, premerge=args.profile))
         return COMMANDS[args.command](cfg, args)
     except (ConfigError, LockBusyError, AsvError, ResultsError, BaselinesError,
-            GitError, SiteError) as exc:
+            GitError, SiteError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `status | head`

@@ -28,7 +28,7 @@ from . import jobs
 from .config import Config, SiteConfig
 from .estimate import readiness
 from .lock import StateLock
-from .pipeline import Service, say
+from .pipeline import Pipeline, say
 from .publish.site import SiteError, SiteServer, ensure_placeholder
 
 
@@ -78,7 +78,7 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 on a clean stop)."""
     lock = StateLock(cfg.state_dir)
     lock.acquire()  # LockBusyError propagates to the CLI (clear message, exit 2)
-    svc = Service(cfg, verbose=verbose)
+    svc = Pipeline(cfg, verbose=verbose)
     site: SiteServer | None = None
     key = str(cfg.path or cfg.state_dir)
     try:

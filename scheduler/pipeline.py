@@ -16,10 +16,11 @@ instruction counts) are alerted without it; raw wall-clock and CPU-time series
 (``[judge] limits_only``) are judged against limits only, their host-corrected and
 instruction-count siblings against history.
 
-With ``[paired] enabled`` (off by default) every commit measured with the premerge profile
-is also run side by side with its parent (``scheduler.measure.paired``): a regression of server
-CPU per message or per connection that both of two such runs name is alerted. Its verdict
-is evidence about its own series only; it never keeps an asv finding from being alerted.
+With ``[side_by_side] enabled`` (off by default) every commit measured with the premerge
+profile is also run side by side with its parent (``scheduler.measure.side_by_side``): a
+regression of server CPU per message or per connection that both of two such runs name is
+alerted. Its verdict is evidence about its own series only; it never keeps an asv finding
+from being alerted.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ from .config import Config
 from .dispatch import make_dispatcher
 from .measure.asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
 from .measure.gitrepo import Commit, GitError, GitRepo
-from .measure.paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
+from .measure.side_by_side import (
+    SERIES_OF_POINT,
+    PointVerdict,
+    SideBySideError,
+    SideBySideResult,
+    SideBySideRunner,
+)
 from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
 from .policy.compare import Finding
 from .policy.neighbours import neighbours
@@ -73,7 +80,7 @@ class Stats:
     alerts: int = 0
 
 
-class Service:
+class Pipeline:
     """State, repository, asv and outbox for one configuration."""
 
     def __init__(self, cfg: Config, *, verbose: bool = True) -> None:
@@ -85,8 +92,9 @@ class Service:
         self.repo = GitRepo(cfg.repository.url, local_path=local,
                             mirror_dir=cfg.state_dir / "repo.git")
         self.asv = AsvProject(cfg, self.repo.path)
-        self.paired = PairedRunner(cfg.paired, repo=self.repo.path, pass_env=cfg.asv.pass_env,
-                                   started=self._paired_started)
+        self.side_by_side = SideBySideRunner(cfg.side_by_side, repo=self.repo.path,
+                                             pass_env=cfg.asv.pass_env,
+                                             started=self._side_by_side_started)
         self.dispatcher = make_dispatcher(cfg)  # asv here, or runners behind a broker
         self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
                              max_attempts=cfg.slack.max_attempts)
@@ -161,11 +169,11 @@ class Service:
 
     # ---- measuring --------------------------------------------------------------------
 
-    def drain(self, *, max_runs: int | None = None) -> int:
+    def measure_queued(self, *, max_runs: int | None = None) -> int:
         """Measure queued runs one at a time until the queue is empty or we are asked to
-        stop. Only one drain runs per process (the benchmark machine is measured alone)."""
+        stop. Only one such loop runs per process (the benchmark machine is measured alone)."""
         if self.dispatcher.remote:  # runners measure: send runs, collect their outcomes
-            return self.dispatcher.drain(self, max_runs=max_runs)
+            return self.dispatcher.send_and_collect(self, max_runs=max_runs)
         if time.time() < self.paused_until:
             return 0
         if not self._work.acquire(blocking=False):
@@ -275,10 +283,10 @@ class Service:
                           f"{bad[:8] or 'the suspect'} is still re-measured and judged "
                           "without it")
         elif status == "done":
-            if (self.cfg.paired.enabled and not self.stop.is_set()
+            if (self.cfg.side_by_side.enabled and not self.stop.is_set()
                     and run.profile == self.cfg.profiles.premerge
                     and run.kind != "confirm"):
-                self._paired_check(run)
+                self._side_by_side_check(run)
             if run.kind == "confirm":
                 self._say_confirmation_base(run)
             try:
@@ -296,7 +304,7 @@ class Service:
     def _asv_started(self, pid: int | None) -> None:
         self.state.set_meta("asv_pgid", str(pid or ""))
 
-    def _paired_started(self, pgid: int | None, work_dir: str) -> None:
+    def _side_by_side_started(self, pgid: int | None, work_dir: str) -> None:
         self.state.set_metas({"paired_pgid": str(pgid or ""), "paired_dir": work_dir})
 
     def recover(self) -> None:
@@ -308,7 +316,7 @@ class Service:
             self._say(f"stopped asv run {pgid} left behind by a killed scheduler")
         paired_pgid = self.state.get_meta("paired_pgid")
         paired_dir = self.state.get_meta("paired_dir")
-        if (paired_pgid.isdigit() or paired_dir) and self.paired.kill_orphan(
+        if (paired_pgid.isdigit() or paired_dir) and self.side_by_side.kill_orphan(
                 int(paired_pgid or 0), paired_dir):
             self._say(f"stopped side-by-side run {paired_pgid} left behind by a killed "
                       "scheduler")
@@ -349,7 +357,7 @@ class Service:
         """SIGTERM: stop after (or abandon) the current run."""
         self.stop.set()
         self.asv.abandon()
-        self.paired.abandon()
+        self.side_by_side.abandon()
         self.dispatcher.abandon()
 
     def publish(self) -> None:
@@ -452,7 +460,7 @@ class Service:
         """The branch's first-parent commits, oldest first."""
         return [c.hash for c in reversed(self.repo.first_parent(branch, limit=HISTORY_WINDOW))]
 
-    def _paired_check(self, run: Run) -> None:
+    def _side_by_side_check(self, run: Run) -> None:
         """Run ``run``'s commit side by side with its parent; when a point regresses, run
         it again (fresh processes) and alert the points that regressed both times. Done
         once per commit (``paired:`` meta); a crash before that repeats it."""
@@ -462,21 +470,21 @@ class Service:
         b = run.commit_hash
         try:
             a = self.repo.parent(b)
-            if not a or not (self.paired.applies(a) and self.paired.applies(b)):
+            if not a or not (self.side_by_side.applies(a) and self.side_by_side.applies(b)):
                 self.state.set_meta(key, json.dumps({"skipped": "no toolserver to compare"}))
                 return
             project = self.asv.benchmark_dir().parent
             self._say(f"side by side: {a[:8]} (parent) vs {run.short}, "
-                      f"{self.cfg.paired.rounds} paired rounds per point "
-                      f"({self.cfg.paired.points})")
-            runs = [self.paired.run(a, b, project_dir=project)]
-            self._say_paired(runs[0])
+                      f"{self.cfg.side_by_side.rounds} paired rounds per point "
+                      f"({self.cfg.side_by_side.points})")
+            runs = [self.side_by_side.run(a, b, project_dir=project)]
+            self._say_side_by_side(runs[0])
             if runs[0].regressed():
                 self._say(f"{run.short}: {', '.join(p.point for p in runs[0].regressed())} "
                           "regressed side by side; running it again to confirm")
-                runs.append(self.paired.run(a, b, project_dir=project))
-                self._say_paired(runs[1])
-        except (PairedError, GitError, AsvError) as exc:
+                runs.append(self.side_by_side.run(a, b, project_dir=project))
+                self._say_side_by_side(runs[1])
+        except (SideBySideError, GitError, AsvError) as exc:
             self._say(f"side-by-side check of {run.short} unavailable: {exc}")
             return
         both = [(p, q) for p in runs[0].regressed() for q in runs[-1].regressed()
@@ -486,25 +494,25 @@ class Service:
                       "clean); no alert")
         history = self._history(run.branch)
         for first, second in both:
-            self._alert(self._paired_finding(run, a, first, second), run.branch, history)
+            self._alert(self._side_by_side_finding(run, a, first, second), run.branch, history)
         self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
 
-    def _say_paired(self, result: PairedResult) -> None:
+    def _say_side_by_side(self, result: SideBySideResult) -> None:
         self._say(f"side by side {result.a[:8]} vs {result.b[:8]} ({result.seconds:.0f}s): "
                   + "; ".join(p.text() for p in result.points))
 
-    def _paired_finding(self, run: Run, parent: str, first: PointVerdict,
+    def _side_by_side_finding(self, run: Run, parent: str, first: PointVerdict,
                         second: PointVerdict) -> Finding:
         benchmark, params = SERIES_OF_POINT.get(first.point, (first.series, ()))
         plot_series = bench_id(benchmark, params)
         cpu = [(p.cpu_a, p.cpu_b) for p in (first, second) if p.cpu_a and p.cpu_b]
         before = sum(x for x, _ in cpu) / len(cpu) if cpu else None
         after = sum(y for _, y in cpu) / len(cpu) if cpu else 0.0
-        cfg = self.cfg.paired
+        cfg = self.cfg.side_by_side
         crossed = (f"+{cfg.threshold:.0%} side by side with the parent in two runs (sign "
                    f"test alpha {cfg.alpha:g} each): {first.text()}; then {second.text()}")
         return Finding(
-            "paired", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
+            "side_by_side", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
             params, "µs", parent, run.commit_hash, before, after,
             crossed, extra={"plot_series": plot_series,
                             "significance": f"paired rounds, sign test p={first.p:.3g} and "

@@ -44,7 +44,7 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
     """A regression / limit / baseline alert."""
     title = {"history": "Performance regression", "baseline": "Slower than blessed baseline",
              "limit": "Limit breached",
-             "paired": "Performance regression (side by side with the parent)"}[f.kind]
+             "side_by_side": "Performance regression (side by side with the parent)"}[f.kind]
     before = format_value(f.before, f.unit)
     after = format_value(f.after, f.unit)
     pct = ""

@@ -86,10 +86,39 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+#: The schema version, in SQLite's ``user_version``: opening a database of an older version
+#: migrates it (``MIGRATIONS``, in one transaction); a newer one is refused.
+SCHEMA_VERSION = 1
+
+
+def _side_by_side_names(db: sqlite3.Connection) -> None:
+    """0 -> 1: the side-by-side check's alerts were kind ``paired`` and their series
+    ``paired.*``; the same alerts keep their keys' meaning under the new names, so an
+    open one stays open (no second alert) and a message queued once stays single."""
+    db.execute(
+        "UPDATE alerts SET kind = 'side_by_side', "
+        "key = 'side_by_side|' || replace(substr(key, 8), '|paired.', '|side_by_side.'), "
+        "benchmark = 'side_by_side.' || substr(benchmark, 8) "
+        "WHERE kind = 'paired' AND key LIKE 'paired|%' AND benchmark LIKE 'paired.%'")
+    db.execute(
+        "UPDATE outbox SET key = replace(replace(key, '|paired|', '|side_by_side|'), "
+        "'|paired.', '|side_by_side.') "
+        "WHERE key LIKE 'alert|paired|%' OR key LIKE 'recovery|paired|%'")
+
+
+#: MIGRATIONS[v] takes a database from version v to v + 1.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_side_by_side_names,)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class StateError(Exception):
+    """The state database cannot be used by this version (written by a newer one)."""
+
+
 # Queue order: a higher priority first, then the newest commit first. A confirmation
 # measures the last good commit again ("confirm-base") and then the suspect ("confirm"),
 # so both outrank everything else and the base outranks the suspect (see
-# ``Service._queue_confirmation``).
+# ``Pipeline._queue_confirmation``).
 PRIORITY = {"confirm-base": 360, "confirm": 350, "bisect": 300, "nightly": 250, "soak": 240,
             "poll": 200, "backfill": 100}
 RUN_STATUSES = ("queued", "running", "done", "failed")
@@ -160,6 +189,23 @@ class State:
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._db.executescript(SCHEMA)
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StateError(f"{self.path}: schema version {version} was written by a "
+                                 f"newer version of the scheduler (this one knows up to "
+                                 f"{SCHEMA_VERSION})")
+            for step in MIGRATIONS[version:]:
+                step(db)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:

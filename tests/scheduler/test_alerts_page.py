@@ -24,7 +24,7 @@ A, B, C, D, E = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40
 
 
 def _alert(state: State, f: Finding, *, legacy: bool = False) -> None:
-    """What Service._alert records: the alert row and the message in the outbox."""
+    """What Pipeline._alert records: the alert row and the message in the outbox."""
     state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good, bad=f.bad,
                      before=f.before, after=f.after,
                      detail={"benchmark": f.benchmark, "params": f.params, "unit": f.unit})

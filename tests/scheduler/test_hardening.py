@@ -19,7 +19,7 @@ from scheduler import cli
 from scheduler.children import child_env
 from scheduler.config import load_config
 from scheduler.measure.gitrepo import Commit, GitError, GitRepo
-from scheduler.pipeline import Service
+from scheduler.pipeline import Pipeline
 from scheduler.policy import OpenAlert, Recovery
 from scheduler.policy.compare import Finding
 from scheduler.publish.notify.slackbot import SlackBotNotifier
@@ -39,7 +39,7 @@ SETUP = textwrap.dedent(f"""
     from scheduler.policy import OpenAlert, Recovery
     from scheduler.policy.compare import Finding
     from scheduler.results import Measurement, ResultFile
-    from scheduler.pipeline import Service
+    from scheduler.pipeline import Pipeline
     FINDING = Finding("history", "box-smoke", "smoke", {BENCH!r}, {BENCH!r}, (), "seconds",
                       "a" * 40, {BAD!r}, 0.010, 0.020, "5% over the previous commit")
     MEASURED = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke", date=0,
@@ -48,7 +48,7 @@ SETUP = textwrap.dedent(f"""
     BACK = [Recovery(OpenAlert(FINDING.key, "history", {BENCH!r}, {BAD!r}, 0.010,
                                {{"benchmark": {BENCH!r}, "params": [], "unit": "seconds"}}),
                      0.010, "seconds", 0.010)]
-    svc = Service(load_config(sys.argv[1], env={{}}), verbose=False)
+    svc = Pipeline(load_config(sys.argv[1], env={{}}), verbose=False)
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -98,7 +98,7 @@ def test_a_kill_while_alerting_leaves_the_alert_to_be_sent(cfg: Path) -> None:
     # killed while rendering the alert's plot: the regression must not stay "already
     # open" without its message
     _killed(cfg, "svc._plot = die\nsvc._alert(FINDING, 'main', [])\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         f = _finding()
         svc._alert(f, "main", [])  # the judgement repeated at the next start
@@ -110,7 +110,7 @@ def test_a_kill_while_alerting_leaves_the_alert_to_be_sent(cfg: Path) -> None:
 
 
 def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) -> None:
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     f = _finding()
     svc.state.open_alert(f.key, "history", "box-smoke", BENCH, good=f.good, bad=BAD,
                          before=0.010, after=0.020,
@@ -121,7 +121,7 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
         scheduler.publish.messages.recovery = die
         svc._recoveries(BACK, MEASURED, "box-smoke")
         """)
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         measured = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke",
                               date=0, measurements=(Measurement(BENCH, (), 0.010, (),
@@ -140,7 +140,7 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
 def test_a_kill_in_the_middle_of_a_poll_does_not_skip_the_commit(cfg: Path) -> None:
     # killed when the poll queues the new commit (after recording it, before the fix)
     _killed(cfg, "import scheduler.store.state\nscheduler.store.state._enqueue = die\nsvc.poll()\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         assert svc.poll() == 1
         assert len(svc.state.runs(status="queued")) == 1
@@ -152,8 +152,8 @@ def test_a_commit_that_kills_the_scheduler_is_given_up_after_max_attempts(cfg: P
     # a commit whose measurement takes the scheduler down (out of memory): each start
     # recovers, polls, and dies measuring it again
     for _ in range(2):  # [asv] max_attempts = 2 here (3 by default)
-        _killed(cfg, "svc.recover()\nsvc.poll()\nsvc.asv.run = die\nsvc.drain()\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+        _killed(cfg, "svc.recover()\nsvc.poll()\nsvc.asv.run = die\nsvc.measure_queued()\n")
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         assert [r.status for r in svc.state.runs()] == ["running"]
         svc.recover()
@@ -214,7 +214,7 @@ def test_repository_credentials_reach_no_message(tmp_path: Path,
     assert cli.main(["--config", str(path), "config"]) == 0
     assert "pw-s3cret-42" not in capsys.readouterr().out
     # what the state database keeps for delivery, whatever put it there
-    svc = Service(load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-kept-out-123"}),
+    svc = Pipeline(load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-kept-out-123"}),
                   verbose=False)
     try:
         svc.outbox.put("judge-error|x", "failure", {
