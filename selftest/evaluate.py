@@ -373,9 +373,8 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
             by_commit = _alerts(svc)
             for o in outcomes:
                 o.alerts = by_commit.get(o.commit, [])
-                raw = svc.state.get_meta(f"paired:{o.commit}")
-                runs = json.loads(raw) if raw else []
-                o.side_by_side = runs if isinstance(runs, list) else []  # else: skipped
+                runs = svc.state.side_by_side_verdict(o.commit)
+                o.side_by_side = runs if isinstance(runs, list) else []  # else: skipped/none
             for run in svc.state.runs(status="failed"):
                 failures.append(f"{run.short} failed to measure")
             baselines = load_baselines(ecfg.baselines_dir)

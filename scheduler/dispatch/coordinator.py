@@ -731,9 +731,9 @@ class Lane:
         svc.state.record_commit(j.commit_hash, j.branch, str(info.get("author", "")),
                                 int(info.get("date", j.commit_date)),
                                 str(info.get("subject", "")))
-        batch = main.state.get_meta(f"batch:{j.kind}")
+        batch, _heads = main.state.batch(j.kind)
         if batch:
-            svc.state.set_meta(f"batch:{j.kind}", batch)
+            svc.state.set_batch(j.kind, batch)
         svc.state.enqueue(j.commit_hash, j.branch, j.profile, j.kind, j.commit_date,
                           requeue_done=True)
 

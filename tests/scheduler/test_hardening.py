@@ -20,26 +20,28 @@ from scheduler.children import child_env
 from scheduler.config import load_config
 from scheduler.measure.gitrepo import Commit, GitError, GitRepo
 from scheduler.pipeline import Pipeline
-from scheduler.policy import OpenAlert, Recovery
+from scheduler.policy import Bisect, Decision, OpenAlert, Recovery
 from scheduler.policy.compare import Finding
 from scheduler.publish.notify.slackbot import SlackBotNotifier
 from scheduler.redact import redact_url
 from scheduler.results import Measurement, ResultFile
 from scheduler.store.outbox import Outbox
-from scheduler.store.state import State
+from scheduler.store.state import Run, State
 
 BENCH = "bench_tiny.Suite.track_latency"
 BAD = "b" * 40
+RUN = Run(0, "c" * 40, "main", "smoke", "poll", "done", 200, 0, 0, "", False)
 
 # A finding and a service, the same in the killed child and in the parent after it
 SETUP = textwrap.dedent(f"""
     import os, signal, sys
     from pathlib import Path
     from scheduler.config import load_config
-    from scheduler.policy import OpenAlert, Recovery
+    from scheduler.policy import Bisect, Decision, OpenAlert, Recovery
     from scheduler.policy.compare import Finding
     from scheduler.results import Measurement, ResultFile
     from scheduler.pipeline import Pipeline
+    from scheduler.store.state import Run
     FINDING = Finding("history", "box-smoke", "smoke", {BENCH!r}, {BENCH!r}, (), "seconds",
                       "a" * 40, {BAD!r}, 0.010, 0.020, "5% over the previous commit")
     MEASURED = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke", date=0,
@@ -48,6 +50,7 @@ SETUP = textwrap.dedent(f"""
     BACK = [Recovery(OpenAlert(FINDING.key, "history", {BENCH!r}, {BAD!r}, 0.010,
                                {{"benchmark": {BENCH!r}, "params": [], "unit": "seconds"}}),
                      0.010, "seconds", 0.010)]
+    RUN = Run(0, "c" * 40, "main", "smoke", "poll", "done", 200, 0, 0, "", False)
     svc = Pipeline(load_config(sys.argv[1], env={{}}), verbose=False)
 
     def die(*args, **kwargs):
@@ -119,7 +122,7 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
     _killed(cfg, """
         import scheduler.publish.messages
         scheduler.publish.messages.recovery = die
-        svc._recoveries(BACK, MEASURED, "box-smoke")
+        svc._apply(Decision(recoveries=BACK), RUN, [], MEASURED, "box-smoke")
         """)
     svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
@@ -130,9 +133,46 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
                                    {"benchmark": BENCH, "params": [], "unit": "seconds"}),
                          0.010, "seconds", 0.010)]
         for _ in range(2):  # the judgement repeated at the next start, and once more
-            svc._recoveries(back, measured, "box-smoke")
+            svc._apply(Decision(recoveries=back), RUN, [], measured, "box-smoke")
         assert [i.key for i in svc.state.outbox_all()] == [f"recovery|{f.key}|{'c' * 40}"]
         assert not svc.state.open_alerts()
+    finally:
+        svc.close()
+
+
+def test_a_kill_while_applying_a_judgement_leaves_all_of_it_to_be_done(cfg: Path) -> None:
+    # one judgement: a bisection, a new alert and a recovery, written in one transaction;
+    # killed when the recovery is written, after the bisection and the alert: none of it
+    # may stay, and the judgement repeated at the next start does all of it once
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
+    svc.state.record_commit("d" * 40, "main", "dev", 0, "middle")
+    svc.state.open_alert("old", "history", "box-smoke", BENCH, good="", bad="e" * 40,
+                         before=0.01, after=0.02, detail={})
+    svc.close()
+    _killed(cfg, """
+        OLD = [Recovery(OpenAlert("old", "history", FINDING.bench, "e" * 40, 0.01, {}), 0.01,
+                        "seconds", 0.01)]
+        import scheduler.store.state
+        scheduler.store.state.State._close = die
+        svc._apply(Decision(alerts=[FINDING], recoveries=OLD,
+                            bisect=[Bisect("d" * 40, "bisecting")]),
+                   RUN, [], MEASURED, "box-smoke")
+        """)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
+    try:
+        assert not svc.state.runs(status="queued") and not svc.state.outbox_all()
+        assert [a["key"] for a in svc.state.open_alerts()] == ["old"]
+        decision = Decision(alerts=[_finding()], bisect=[Bisect("d" * 40, "bisecting")],
+                            recoveries=[Recovery(OpenAlert("old", "history", BENCH, "e" * 40,
+                                                           0.01, {}), 0.01, "seconds", 0.01)])
+        measured = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke",
+                              date=0, measurements=())
+        for _ in range(2):  # the judgement repeated at the next start, and once more
+            svc._apply(decision, RUN, [], measured, "box-smoke")
+        assert [r.commit_hash for r in svc.state.runs(status="queued")] == ["d" * 40]
+        assert [a["key"] for a in svc.state.open_alerts()] == [_finding().key]
+        assert sorted(i.key.split("|")[0] for i in svc.state.outbox_all()) == [
+            "alert", "recovery"]
     finally:
         svc.close()
 

@@ -176,7 +176,7 @@ def test_a_side_by_side_run_left_by_a_killed_daemon_is_stopped_at_the_next_start
         svc = Pipeline(load_config(cfg, env={}), verbose=False)
         try:
             svc.recover()  # the next start
-            assert svc.state.get_meta("paired_pgid") == ""
+            assert svc.state.child_group("side_by_side") == (0, "")
         finally:
             svc.close()
         _gone, alive = psutil.wait_procs(group, timeout=10)
