@@ -20,14 +20,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .asvrun import AsvError, AsvProject
-from .baselines import BaselinesError, bless
 from .config import DEFAULT_CONFIG_NAME, Config, ConfigError, SlackConfig, _redact, load_config
-from .gitrepo import GitError
 from .lock import LockBusyError, StateLock
+from .measure.asvrun import AsvError, AsvProject
+from .measure.gitrepo import GitError
+from .publish.site import SiteError, ensure_placeholder
 from .redact import redact_url
 from .results import ResultsError, format_value
-from .site import SiteError, ensure_placeholder
+from .store.baselines import BaselinesError, bless
+from .store.state import StateError
 
 EPILOG = f"""\
 configuration: --config PATH, else ./{DEFAULT_CONFIG_NAME} if present, else built-in
@@ -112,40 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("html_dir", nargs="?", default="html",
                    help="directory written by asv publish (default: html)")
 
-    c = sub.add_parser("calibrate", help="measure one commit N times; derive noise thresholds",
-                       description="Run the suite RUNS times on one commit and write, per "
-                                   "series, a threshold derived from the run-to-run spread "
-                                   "(or an 'unstable' mark) to baselines/noise.toml for this "
-                                   "machine and profile. The judge uses it from then on.")
-    c.add_argument("--commit", default="HEAD", help="commit-ish to measure (default HEAD)")
-    c.add_argument("--runs", type=int, default=5, help="repeated runs (default 5, at least 3)")
-    c.add_argument("--profile", help="profile to calibrate (default: premerge)")
-    c.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
-    c.add_argument("--dry-run", action="store_true",
-                   help="print the table, do not write baselines/noise.toml")
-    c.add_argument("--from-report", metavar="JSON",
-                   help="derive thresholds from a stored calibration report instead of "
-                        "measuring (after a change of the rule)")
-
-    e = sub.add_parser("evaluate", help="detection self-test on a throwaway history",
-                       description="Copy this project into a throwaway repository, commit "
-                                   "neutral changes and planted regressions of known size "
-                                   "(+10% CPU per message, +20% p95 of chat, a per-"
-                                   "connection leak, slower connection establishment), run "
-                                   "the service's detection over it and print which were "
-                                   "caught at which commit and every false alert. Run "
-                                   "`calibrate` first: thresholds come from baselines/"
-                                   "noise.toml. Exit 1 when a plant is missed or a neutral "
-                                   "commit alerts.")
-    e.add_argument("--neutral", type=int, default=10, help="neutral commits (default 10)")
-    e.add_argument("--profile", help="profile (default: premerge)")
-    e.add_argument("--bench", metavar="REGEX", default=None,
-                   help="benchmarks to run (default: the scenarios the plants act on)")
-    e.add_argument("--only", metavar="KIND", action="append",
-                   choices=["cpu", "chat", "leak", "connect"],
-                   help="plant only these regressions (repeatable)")
-    e.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    e.add_argument("--keep", metavar="DIR", help="build the history in DIR and keep it")
+    # the self-test's commands (python -m selftest), under the names the docs use
+    sub.add_parser("calibrate", add_help=False,
+                   help="measure one commit N times; derive noise thresholds (alias of "
+                        "python -m selftest calibrate)")
+    sub.add_parser("evaluate", add_help=False,
+                   help="detection self-test on a throwaway history (alias of python -m "
+                        "selftest evaluate)")
 
     w = sub.add_parser(
         "worker", help="a benchmark runner: measure jobs from the broker on this host",
@@ -177,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _service(cfg: Config, quiet: bool) -> Any:
-    from .service import Service
+    from .pipeline import Pipeline
 
-    return Service(cfg, verbose=not quiet)
+    return Pipeline(cfg, verbose=not quiet)
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
@@ -195,7 +169,7 @@ def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int
         svc = _service(cfg, args.quiet)
 
         def on_signal(signum: int, _frame: object) -> None:
-            # abandon the current asv run (it is re-queued) and let drain() return
+            # abandon the current asv run (it is re-queued) and let measure_queued() return
             print(f"received {signal.Signals(signum).name}; stopping", file=sys.stderr)
             svc.abandon()
 
@@ -205,7 +179,7 @@ def cmd_once(cfg: Config, args: argparse.Namespace, *, poll: bool = True) -> int
             svc.recover()
             if poll:
                 svc.poll()
-            n = svc.drain(max_runs=getattr(args, "max_runs", None))
+            n = svc.measure_queued(max_runs=getattr(args, "max_runs", None))
             svc.publish()
             svc.flush()
             st = svc.stats
@@ -378,8 +352,8 @@ def cmd_publish(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_site(cfg: Config, args: argparse.Namespace) -> int:
-    from .offline_site import OfflineSiteError, add_nav, make_offline
-    from .site import PAGES
+    from .publish.offline_site import OfflineSiteError, add_nav, make_offline
+    from .publish.site import PAGES
 
     html_dir = Path(args.html_dir)
     try:
@@ -408,71 +382,29 @@ def cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
                       loglevel=args.loglevel)
 
 
-def _exit_on_sigterm() -> None:
-    """Long commands unwind on SIGTERM like on Ctrl-C (asv runs are abandoned)."""
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+def selftest_alias(args: argparse.Namespace, rest: list[str]) -> int:
+    """``calibrate`` and ``evaluate``: the self-test's own commands, run by its CLI. The
+    one place the scheduler imports the self-test, when the command runs."""
+    from selftest.cli import main as selftest_main
 
-
-def _on_this_host(cfg: Config, command: str, say: Any) -> Config:
-    """calibrate and evaluate measure this host's noise and detection: never on runners."""
-    if cfg.dispatch.broker:
-        say(f"{command} measures on this host; [dispatch] broker is not used")
-    return replace(cfg, dispatch=replace(cfg.dispatch, broker=""))
-
-
-def cmd_calibrate(cfg: Config, args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationError, calibrate, from_report, write_noise, write_report
-
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
-                                                               flush=True))
-    cfg = _on_this_host(cfg, "calibrate", say)
-    _exit_on_sigterm()
-    with StateLock(cfg.state_dir):
-        try:
-            if args.from_report:
-                cal = from_report(Path(args.from_report))
-            else:
-                cal = calibrate(cfg, commit=args.commit, runs=args.runs,
-                                profile=args.profile, bench=args.bench, say=say)
-        except CalibrationError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print(cal.table())
-    report = write_report(cal, cfg.state_dir / "calibration" /
-                          f"calibration-{cal.machine}-{cal.profile}.json")
-    print(f"report: {report}")
-    if not args.dry_run:
-        print(f"thresholds written to {write_noise(cfg.baselines_dir, cal)}")
-    return 0
-
-
-def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
-    from .evaluate import DEFAULT_BENCH, default_targets, evaluate, write_report
-
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr,
-                                                               flush=True))
-    targets = [t for t in default_targets() if not args.only or t.kind in args.only]
-    cfg = _on_this_host(cfg, "evaluate", say)
-    _exit_on_sigterm()
-    with StateLock(cfg.state_dir):
-        result = evaluate(cfg, project_root=Path(__file__).resolve().parent.parent,
-                          neutral=args.neutral, targets=targets, profile=args.profile,
-                          bench=args.bench or DEFAULT_BENCH,
-                          workdir=Path(args.keep).resolve() if args.keep else None, say=say)
-    print(result.table())
-    if args.json:
-        print(f"report: {write_report(result, Path(args.json))}")
-    return 0 if result.passed else 1
+    options = (["--config", args.config] if args.config else []) + (
+        ["--quiet"] if args.quiet else [])
+    return selftest_main([*options, args.command, *rest], prog="python -m scheduler")
 
 
 COMMANDS = {"run": cmd_run, "once": cmd_once, "status": cmd_status, "bless": cmd_bless,
-            "backfill": cmd_backfill, "config": cmd_config, "calibrate": cmd_calibrate,
-            "evaluate": cmd_evaluate, "publish": cmd_publish, "site": cmd_site,
-            "worker": cmd_worker}
+            "backfill": cmd_backfill, "config": cmd_config, "publish": cmd_publish,
+            "site": cmd_site, "worker": cmd_worker}
+SELFTEST_ALIASES = ("calibrate", "evaluate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in SELFTEST_ALIASES:
+        return selftest_alias(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # slack_sdk logs request details at DEBUG only; keep it and urllib quiet regardless
@@ -488,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = replace(cfg, profiles=replace(cfg.profiles, premerge=args.profile))
         return COMMANDS[args.command](cfg, args)
     except (ConfigError, LockBusyError, AsvError, ResultsError, BaselinesError,
-            GitError, SiteError) as exc:
+            GitError, SiteError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `status | head`

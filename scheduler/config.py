@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,8 @@ class SiteConfig:
 
 
 @dataclass(frozen=True)
-class PairedConfig:
-    """The side-by-side check of each commit against its parent (scheduler.paired)."""
+class SideBySideConfig:
+    """The side-by-side check of each commit against its parent (scheduler.measure.side_by_side)."""
 
     # Off by default: instructions per message and per connection (deterministic) and
     # the host-corrected wall-clock figures measure what it was added for, inside asv.
@@ -164,7 +165,7 @@ class Config:
     site: SiteConfig
     judge: JudgeConfig
     slack: SlackConfig
-    paired: PairedConfig
+    side_by_side: SideBySideConfig
     state_dir: Path
     baselines_dir: Path
     dispatch: DispatchConfig = DispatchConfig()
@@ -200,7 +201,7 @@ _SECTIONS: dict[str, set[str]] = {
     "judge": {"default_threshold", "thresholds", "alpha", "min_samples", "use_asv_steps",
               "plot_history", "confirm", "deterministic", "deterministic_threshold",
               "limits_only"},
-    "paired": {"enabled", "points", "rounds", "duration_s", "threshold", "alpha", "tool",
+    "side_by_side": {"enabled", "points", "rounds", "duration_s", "threshold", "alpha", "tool",
                "timeout_s"},
     "slack": {"backend", "channel", "token", "webhook_url", "base_url", "timeout_s",
               "max_attempts", "upload_plots"},
@@ -298,6 +299,14 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         except OSError as exc:
             raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
     source = str(cfg_path) if cfg_path else "<defaults>"
+    if "paired" in data:  # the section's first name
+        if "side_by_side" in data:
+            raise ConfigError(f"{source}: [paired] and [side_by_side] are one section; keep "
+                              "[side_by_side]")
+        warnings.warn(f"{source}: [paired] is deprecated: rename the section to "
+                      "[side_by_side] (read as [side_by_side] until then)", FutureWarning,
+                      stacklevel=2)
+        data = {("side_by_side" if k == "paired" else k): v for k, v in data.items()}
     unknown = set(data) - set(_SECTIONS)
     if unknown:
         raise ConfigError(
@@ -307,8 +316,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     for name, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
-    if "covers" in data.get("paired", {}):
-        raise ConfigError(f"{source}: [paired] covers was removed: the side-by-side check "
+    if "covers" in data.get("side_by_side", {}):
+        raise ConfigError(f"{source}: [side_by_side] covers was removed: the side-by-side check "
                           "no longer keeps asv findings from being alerted (a judge with no "
                           "blind spots; see docs/SCHEDULER.md); delete the key")
     root = cfg_path.parent if cfg_path else Path.cwd().resolve()
@@ -413,8 +422,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
                 raise ConfigError(f"{source}: [judge] {key}: bad regex {pattern!r}: "
                                   f"{exc}") from None
 
-    q = sect("paired")
-    paired = PairedConfig(
+    q = sect("side_by_side")
+    side_by_side = SideBySideConfig(
         enabled=q.get_bool("enabled", False),
         points=q.get_str("points", "10x1,churn10"),
         rounds=q.get_int("rounds", 10, minimum=2),
@@ -424,9 +433,9 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         tool=q.get_str("tool", "echo"),
         timeout_s=q.get_num("timeout_s", 900.0, minimum=1),
     )
-    if not re.fullmatch(r"(\d+x\d+|churn\d+)(,(\d+x\d+|churn\d+))*", paired.points):
-        raise ConfigError(f"{source}: [paired] points: expected CONNxINFLIGHT or churnCONN "
-                          f"items separated by commas, got {paired.points!r}")
+    if not re.fullmatch(r"(\d+x\d+|churn\d+)(,(\d+x\d+|churn\d+))*", side_by_side.points):
+        raise ConfigError(f"{source}: [side_by_side] points: expected CONNxINFLIGHT or churnCONN "
+                          f"items separated by commas, got {side_by_side.points!r}")
 
     k = sect("slack")
     backend = k.get_str("backend", "console")
@@ -454,7 +463,7 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     baselines_dir = path_of(sect("baselines").get_str("dir", "baselines"))
     return Config(
         path=cfg_path, root=root, repository=repository, asv=asv, schedule=schedule,
-        profiles=profiles, site=site, judge=judge, slack=slack, paired=paired,
+        profiles=profiles, site=site, judge=judge, slack=slack, side_by_side=side_by_side,
         state_dir=state_dir,
         baselines_dir=baselines_dir,
         dispatch=_dispatch(sect("dispatch"), env),

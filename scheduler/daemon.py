@@ -28,8 +28,8 @@ from . import jobs
 from .config import Config, SiteConfig
 from .estimate import readiness
 from .lock import StateLock
-from .service import Service, say
-from .site import SiteError, SiteServer, ensure_placeholder
+from .pipeline import Pipeline, say
+from .publish.site import SiteError, SiteServer, ensure_placeholder
 
 
 def build_scheduler(cfg: Config, key: str) -> BlockingScheduler:
@@ -78,7 +78,7 @@ def run_daemon(cfg: Config, *, verbose: bool = True) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 on a clean stop)."""
     lock = StateLock(cfg.state_dir)
     lock.acquire()  # LockBusyError propagates to the CLI (clear message, exit 2)
-    svc = Service(cfg, verbose=verbose)
+    svc = Pipeline(cfg, verbose=verbose)
     site: SiteServer | None = None
     key = str(cfg.path or cfg.state_dir)
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import statistics
 
-from .gitrepo import GitError, GitRepo
-from .state import State
+from .measure.gitrepo import GitError, GitRepo
+from .store.state import State
 
 # A first run on a fresh state directory (environment built, suite run), measured on the
 # 2-core development VM with `scripts/start.sh once --profile <profile>`.

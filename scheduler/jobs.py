@@ -2,7 +2,7 @@
 
 Why module-level functions taking a string key: the SQLAlchemy job store pickles a job's
 function *reference* and arguments, so they must be importable and plain. The key names
-the running daemon's Service (registered by ``daemon.run_daemon``); the heavy object is
+the running daemon's Pipeline (registered by ``daemon.run_daemon``); the heavy object is
 never pickled.
 """
 
@@ -11,19 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .asvrun import AsvError
-from .baselines import BaselinesError
-from .gitrepo import GitError
+from .measure.asvrun import AsvError
+from .measure.gitrepo import GitError
+from .pipeline import Pipeline
 from .results import ResultsError
-from .service import Service
+from .store.baselines import BaselinesError
 
 log = logging.getLogger("scheduler.jobs")
 
-_services: dict[str, Service] = {}
+_services: dict[str, Pipeline] = {}
 EXPECTED = (GitError, AsvError, ResultsError, BaselinesError, OSError)
 
 
-def register(key: str, service: Service) -> None:
+def register(key: str, service: Pipeline) -> None:
     _services[key] = service
 
 
@@ -31,7 +31,7 @@ def unregister(key: str) -> None:
     _services.pop(key, None)
 
 
-def _service(key: str) -> Service:
+def _service(key: str) -> Pipeline:
     try:
         return _services[key]
     except KeyError:
@@ -58,7 +58,7 @@ def poll_job(key: str) -> None:
 def work_job(key: str) -> None:
     """Measure queued commits one at a time (max_instances=1 keeps it single)."""
     svc = _service(key)
-    _guarded("benchmark run", svc.drain)
+    _guarded("benchmark run", svc.measure_queued)
 
 
 def nightly_job(key: str) -> None:

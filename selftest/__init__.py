@@ -1,4 +1,5 @@
-"""Self-tests of the benchmark service that need more than a unit test: the fault-injection
-run (``python -m selftest.faults``), with the tiny asv project and the Slack-compatible
-server it shares with the scheduler tests. It imports the service; the service never
-imports it."""
+"""Self-tests of the benchmark service that need more than a unit test (``python -m
+selftest``): the detection evaluation with planted regressions, the noise calibration,
+the idle-machine check and the fault-injection run, with the tiny asv project and the
+Slack-compatible server they share with the scheduler tests. It imports the service; the
+service never imports it (``python -m scheduler evaluate|calibrate`` run its CLI)."""

@@ -305,14 +305,14 @@ class FaultRun:
 
     def __init__(self, workdir: Path, *, kills: int, seed: int, asv_project: Path | None,
                  phases: tuple[str, ...] = PHASES, plan: tuple[Any, ...] = PLAN,
-                 paired: bool = True, confirm: bool = True, phase_timeout_s: float = 240.0,
+                 side_by_side: bool = True, confirm: bool = True, phase_timeout_s: float = 240.0,
                  max_minutes: float = 120.0, log: Callable[[str], None] = say) -> None:
         self.work = workdir
         self.kills_wanted = kills
         self.rng = random.Random(seed)
         self.phases = phases
         self.plan: list[tuple[float | str, str]] = list(plan)
-        self.paired = paired
+        self.side_by_side = side_by_side
         self.confirm = confirm
         self.phase_timeout_s = phase_timeout_s
         self.deadline = time.monotonic() + max_minutes * 60
@@ -350,8 +350,8 @@ class FaultRun:
                 [judge]
                 confirm = {str(self.confirm).lower()}
 
-                [paired]
-                enabled = {str(self.paired).lower()}
+                [side_by_side]
+                enabled = {str(self.side_by_side).lower()}
                 points = "10x1"
                 rounds = 2
                 duration_s = 0.3
@@ -663,7 +663,7 @@ class FaultRun:
             r.orphans_cleaned_at_restart += log.read_text(errors="replace").count(
                 "left behind by a killed scheduler")
         r.orphans = _orphans(self.work, self.tmp)
-        r.leftovers = [str(p) for p in self.tmp.glob("scheduler-paired-*")]
+        r.leftovers = [str(p) for p in self.tmp.glob("scheduler-side-by-side-*")]
         mirror = self.work / "state" / "repo.git"
         if mirror.is_dir():
             listing = subprocess.run(["git", "-C", str(mirror), "worktree", "list"],
@@ -723,9 +723,9 @@ def _workdir(path: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m selftest.faults") -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m selftest.faults",
+        prog=prog,
         description="Kill -9 the scheduler daemon at random moments of a measured history "
                     "(poll, asv run, side by side, judging, outbox delivery in turn), "
                     "restart it each time, and check at the end: every commit measured, "
@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     ap.add_argument("--phases", default=",".join(PHASES),
                     help=f"phases to kill in, in turn (default {','.join(PHASES)})")
-    ap.add_argument("--no-paired", action="store_true",
+    ap.add_argument("--no-side-by-side", "--no-paired", action="store_true",
                     help="without the side-by-side check (faster)")
     ap.add_argument("--workdir", metavar="DIR", help="work here (default: a temporary "
                     "directory, removed after)")
@@ -748,13 +748,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(phases) - set(PHASES)
     if unknown:
         ap.error(f"--phases: unknown {', '.join(sorted(unknown))} (known: {', '.join(PHASES)})")
-    if args.no_paired and "side by side" in phases:
+    if args.no_side_by_side and "side by side" in phases:
         phases = tuple(p for p in phases if p != "side by side")
     seed = args.seed if args.seed is not None else int(time.time())
     say(f"seed {seed}")
     with _workdir(args.workdir, args.keep) as work:
         run = FaultRun(work, kills=args.kills, seed=seed, asv_project=None, phases=phases,
-                       paired=not args.no_paired, max_minutes=args.max_minutes)
+                       side_by_side=not args.no_side_by_side, max_minutes=args.max_minutes)
         try:
             report = run.run()
         except RuntimeError as exc:

@@ -9,13 +9,13 @@ What runs where:
   target of its profile (``[dispatch] targets``/``profile_targets``): ``any`` runner,
   the runners of ``machine:NAME``, or those of ``queue:NAME``.
 * Each machine that measures has its own view here (``<state>/machines/NAME/``): a
-  ``Service`` whose asv machine is NAME, with its own runs, alerts and confirmation
+  ``Pipeline`` whose asv machine is NAME, with its own runs, alerts and confirmation
   state, reading the one results directory ``<state>/results``. Judging, limits, noise
   thresholds and blessed baselines are per machine because they are keyed by machine
   already; each machine's history is its own series in the one published site; an alert
   names the machine. A machine's bisection and confirmation runs are queued in its view
   and sent to that machine only (a re-measurement on another machine proves nothing),
-  and so is its side-by-side check (``RemotePairedRunner``).
+  and so is its side-by-side check (``RemoteSideBySideRunner``).
 
 The coordinator decides the order: it sends a job to a queue only when no job waits
 there already, so a runner that becomes free finds at most one job per queue it
@@ -51,19 +51,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import messages
-from ..asvrun import KEEP_DOCUMENTS, AsvProject, RunOutcome, _prune
-from ..config import Config, PairedConfig, _redact
-from ..notify import make_notifier
-from ..outbox import Outbox
-from ..paired import PairedError, PairedResult, PairedRunner, PointVerdict
+from ..config import Config, SideBySideConfig, _redact
+from ..measure.asvrun import KEEP_DOCUMENTS, AsvProject, RunOutcome, _prune
+from ..measure.side_by_side import PointVerdict, SideBySideError, SideBySideResult, SideBySideRunner
+from ..publish import messages
+from ..publish.notify import make_notifier
+from ..store.outbox import Outbox
 from .celery import Broker, make_app
 from .ledger import OPEN, Dispatched, Ledger
 from .protocol import (
     DONE,
     ERROR,
     MEASURE_TASK,
-    PAIRED_TASK,
+    SIDE_BY_SIDE_TASK,
     Job,
     Outcome,
     instrument_id,
@@ -74,10 +74,10 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from ..service import Service
-    from ..state import Run
+    from ..pipeline import Pipeline
+    from ..store.state import Run
 
-TICK_S = 1.0  # how often the drain collects outcomes and sends jobs
+TICK_S = 1.0  # how often send_and_collect collects outcomes and sends jobs
 RUNNER_ERROR_PAUSE_S = 300.0  # after a runner error, wait before sending again
 NO_RUNNER_WARN_S = 30.0  # a job waiting this long on a queue nobody consumes is reported
 SEND_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 1, "interval_max": 2}
@@ -94,7 +94,7 @@ class Coordinator:
         self._broker: Broker | None = None
         self._ledger: Ledger | None = None
         self._instrument = ""
-        self.main: Service | None = None
+        self.main: Pipeline | None = None
         self.lanes: dict[str, Lane] = {}
         self.paused_until = 0.0
         self._stopping = threading.Event()
@@ -133,19 +133,19 @@ class Coordinator:
 
     # ---- the Dispatcher interface -------------------------------------------------------
 
-    def measure(self, svc: Service, run: Run, *,
+    def measure(self, svc: Pipeline, run: Run, *,
                 progress: Callable[[str], None] | None = None,
                 started: Callable[[int | None], None] | None = None) -> RunOutcome | None:
         """The coordinator's own runs (requests): one job per target of the profile."""
         self._add(svc, "", run, self.cfg.dispatch.targets_for(run.profile))
         return None
 
-    def _add(self, svc: Service, origin: str, run: Run, targets: tuple[str, ...]) -> None:
+    def _add(self, svc: Pipeline, origin: str, run: Run, targets: tuple[str, ...]) -> None:
         jobs = self.ledger.add(origin, run, targets)
         where = ", ".join(j.target for j in jobs)
         svc._say(f"{run.short} ({run.profile}, {run.kind}) queued for the runners: {where}")
 
-    def drain(self, svc: Service, *, max_runs: int | None = None) -> int:
+    def send_and_collect(self, svc: Pipeline, *, max_runs: int | None = None) -> int:
         """Send queued runs (the coordinator's and every machine's) to the runners and
         collect outcomes until nothing is queued or in flight, or the service stops."""
         with self._lock:
@@ -193,8 +193,8 @@ class Coordinator:
 
     # ---- start-up ---------------------------------------------------------------------
 
-    def _bind(self, svc: Service) -> None:
-        """First drain: know every machine, keep the jobs in flight in flight."""
+    def _bind(self, svc: Pipeline) -> None:
+        """First send_and_collect: know every machine, keep the jobs in flight in flight."""
         if self.main is svc:
             return
         self.main = svc
@@ -229,7 +229,7 @@ class Coordinator:
     def write_alerts_page(self) -> None:
         """One ``alerts.html`` for every machine: the coordinator's queue of requests, and
         each machine's alerts and runs (marked with the machine)."""
-        from .. import alerts_page
+        from ..publish import alerts_page
 
         assert self.main is not None
         with self._page_lock:
@@ -253,7 +253,7 @@ class Coordinator:
 
     # ---- sending ------------------------------------------------------------------------
 
-    def _candidates(self) -> list[tuple[Service, str, Run]]:
+    def _candidates(self) -> list[tuple[Pipeline, str, Run]]:
         assert self.main is not None
         out = [(self.main, "", r) for r in self.main.state.runs(status="queued")]
         for name, lane in self.lanes.items():
@@ -496,14 +496,14 @@ class Coordinator:
         for lane in self.lanes.values():
             lane.svc.flush()
 
-    def _add_stats(self, svc: Service) -> None:
+    def _add_stats(self, svc: Pipeline) -> None:
         for lane in self.lanes.values():
             for f in dataclasses.fields(lane.svc.stats):
                 setattr(svc.stats, f.name, getattr(svc.stats, f.name)
                         + getattr(lane.svc.stats, f.name))
                 setattr(lane.svc.stats, f.name, 0)
 
-    def status(self, svc: Service) -> dict[str, Any]:
+    def status(self, svc: Pipeline) -> dict[str, Any]:
         """Runners, what each measures, the jobs and queue of each machine."""
         d = self.cfg.dispatch
         out: dict[str, Any] = {
@@ -532,7 +532,7 @@ class Coordinator:
                                    "queues": queues, "measuring": by_worker.get(name, [])})
         root = self.cfg.state_dir / "machines"
         for path in sorted(root.glob("*/state.sqlite3")) if root.is_dir() else []:
-            from ..state import State
+            from ..store.state import State
 
             st = State(path)
             try:
@@ -593,26 +593,26 @@ def _write(path: Path, text: str) -> None:
 
 class _LaneDispatcher:
     """A machine's view sends its own runs (bisection, confirmation) to its machine;
-    the coordinator's drain claims them, so this is only the ``Service`` side."""
+    the coordinator's send_and_collect claims them, so this is only the ``Pipeline`` side."""
 
     remote = True
 
     def __init__(self, coordinator: Coordinator, machine: str) -> None:
         self.coordinator, self.machine = coordinator, machine
 
-    def measure(self, svc: Service, run: Run, *,
+    def measure(self, svc: Pipeline, run: Run, *,
                 progress: Callable[[str], None] | None = None,
                 started: Callable[[int | None], None] | None = None) -> RunOutcome | None:
         self.coordinator._add(svc, self.machine, run, (f"machine:{self.machine}",))
         return None
 
-    def drain(self, svc: Service, *, max_runs: int | None = None) -> int:
-        return 0  # the coordinator's drain sends every machine's runs
+    def send_and_collect(self, svc: Pipeline, *, max_runs: int | None = None) -> int:
+        return 0  # the coordinator's send_and_collect sends every machine's runs
 
     def abandon(self) -> None:
         pass
 
-    def status(self, svc: Service) -> dict[str, Any]:
+    def status(self, svc: Pipeline) -> dict[str, Any]:
         return {}
 
     def close(self) -> None:
@@ -620,12 +620,12 @@ class _LaneDispatcher:
 
 
 class Lane:
-    """One machine's view: a ``Service`` on ``<state>/machines/NAME`` that judges what
+    """One machine's view: a ``Pipeline`` on ``<state>/machines/NAME`` that judges what
     that machine measured, and the thread that hands it the outcomes in order (its
     side-by-side check waits for a runner; other machines' outcomes do not wait)."""
 
-    def __init__(self, coordinator: Coordinator, machine: str, main: Service) -> None:
-        from ..service import Service
+    def __init__(self, coordinator: Coordinator, machine: str, main: Pipeline) -> None:
+        from ..pipeline import Pipeline
 
         self.coordinator, self.machine, self.main = coordinator, machine, main
         cfg = coordinator.cfg
@@ -634,12 +634,13 @@ class Lane:
             asv=dataclasses.replace(cfg.asv, machine=machine,
                                     results_dir=coordinator.results_dir),
             dispatch=dataclasses.replace(cfg.dispatch, broker=""))
-        svc = Service(lcfg, verbose=main.verbose)
+        svc = Pipeline(lcfg, verbose=main.verbose)
         # one repository, one site, one alert file: the machine's view shares the
         # coordinator's; only its runs, alerts and meta (its state) are its own
         svc.repo = main.repo
         svc.asv = AsvProject(lcfg, main.repo.path)
-        svc.paired = RemotePairedRunner(coordinator, machine, lcfg.paired, repo=main.repo.path)
+        svc.side_by_side = RemoteSideBySideRunner(coordinator, machine, lcfg.side_by_side,
+                                                  repo=main.repo.path)
         svc.outbox = Outbox(svc.state, make_notifier(cfg.slack, cfg.state_dir),
                             max_attempts=cfg.slack.max_attempts)
         svc.plots_dir = main.plots_dir
@@ -705,7 +706,7 @@ class Lane:
                                  out.get("log", ""),
                                  f"on machine {self.machine}: {error}" if error else "", None,
                                  float(out.get("seconds", 0.0)))
-            with self.lock:  # the drain must not claim what is recorded here
+            with self.lock:  # send_and_collect must not claim what is recorded here
                 run = svc.state.run_for(j.commit_hash, j.profile)
                 if j.origin != self.machine or run is None or run.status not in (
                         "queued", "running"):
@@ -730,39 +731,39 @@ class Lane:
         svc.state.record_commit(j.commit_hash, j.branch, str(info.get("author", "")),
                                 int(info.get("date", j.commit_date)),
                                 str(info.get("subject", "")))
-        batch = main.state.get_meta(f"batch:{j.kind}")
+        batch, _heads = main.state.batch(j.kind)
         if batch:
-            svc.state.set_meta(f"batch:{j.kind}", batch)
+            svc.state.set_batch(j.kind, batch)
         svc.state.enqueue(j.commit_hash, j.branch, j.profile, j.kind, j.commit_date,
                           requeue_done=True)
 
 
-class RemotePairedRunner(PairedRunner):
+class RemoteSideBySideRunner(SideBySideRunner):
     """The side-by-side check of a machine's view, run by a runner of that machine."""
 
-    def __init__(self, coordinator: Coordinator, machine: str, cfg: PairedConfig, *,
+    def __init__(self, coordinator: Coordinator, machine: str, cfg: SideBySideConfig, *,
                  repo: Path) -> None:
         super().__init__(cfg, repo=repo)
         self.coordinator, self.machine = coordinator, machine
 
     def run(self, a: str, b: str, *, project_dir: Path,
-            progress: Callable[[str], None] | None = None) -> PairedResult:
+            progress: Callable[[str], None] | None = None) -> SideBySideResult:
         c = self.coordinator
-        tid = f"{self.machine}/paired.{a[:12]}.{b[:12]}.{uuid.uuid4().hex[:8]}"
-        wire = {"a": a, "b": b, "paired": dataclasses.asdict(self.cfg),
+        tid = f"{self.machine}/side_by_side.{a[:12]}.{b[:12]}.{uuid.uuid4().hex[:8]}"
+        wire = {"a": a, "b": b, "side_by_side": dataclasses.asdict(self.cfg),
                 "instrument": c.instrument}
         try:
-            c.broker.app.send_task(PAIRED_TASK, args=[wire], task_id=tid,
+            c.broker.app.send_task(SIDE_BY_SIDE_TASK, args=[wire], task_id=tid,
                                    queue=queue_of(f"machine:{self.machine}"), retry=True,
                                    retry_policy=SEND_RETRY)
         except Exception as exc:
-            raise PairedError(f"cannot send it to machine {self.machine}: {exc}") from None
+            raise SideBySideError(f"cannot send it to machine {self.machine}: {exc}") from None
         res = c.broker.app.AsyncResult(tid)
         t0, started = time.monotonic(), None
         limit = c.cfg.asv.run_timeout_s + self.cfg.timeout_s  # a runner busy, then the run
         while True:
             if self._stopping:
-                raise PairedError("abandoned (shutdown)")
+                raise SideBySideError("abandoned (shutdown)")
             try:
                 if res.ready():
                     break
@@ -775,7 +776,7 @@ class RemotePairedRunner(PairedRunner):
                                     and now - started > self.cfg.timeout_s + 60):
                 with contextlib.suppress(Exception):
                     c.broker.cancel(tid)
-                raise PairedError(f"no answer from machine {self.machine} in "
+                raise SideBySideError(f"no answer from machine {self.machine} in "
                                   f"{now - t0:.0f}s")
             time.sleep(1.0)
         value = res.result if res.state == "SUCCESS" else {"status": ERROR,
@@ -784,12 +785,12 @@ class RemotePairedRunner(PairedRunner):
             res.forget()
         if not isinstance(value, dict) or value.get("status") != DONE:
             err = value.get("error") if isinstance(value, dict) else value
-            raise PairedError(f"on machine {self.machine}: {err}")
+            raise SideBySideError(f"on machine {self.machine}: {err}")
         try:
             points = tuple(PointVerdict(**p) for p in value["points"])
-            return PairedResult(value["a"], value["b"], points, float(value["seconds"]))
+            return SideBySideResult(value["a"], value["b"], points, float(value["seconds"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise PairedError(f"unreadable side-by-side result from {self.machine}: "
+            raise SideBySideError(f"unreadable side-by-side result from {self.machine}: "
                               f"{exc!r}") from None
 
     def abandon(self) -> None:

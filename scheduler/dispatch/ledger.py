@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..state import Run, State
+from ..store.state import Run, State
 from .protocol import queue_of, task_id
 
 SCHEMA = """

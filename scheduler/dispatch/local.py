@@ -6,28 +6,29 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..asvrun import RunOutcome
-    from ..service import Service
-    from ..state import Run
+    from ..measure.asvrun import RunOutcome
+    from ..pipeline import Pipeline
+    from ..store.state import Run
 
 
 class LocalDispatcher:
-    """Measures on this host, one run at a time (``Service.drain`` keeps it single)."""
+    """Measures on this host, one run at a time (``Pipeline.measure_queued`` keeps it single)."""
 
     remote = False
 
-    def measure(self, svc: Service, run: Run, *,
+    def measure(self, svc: Pipeline, run: Run, *,
                 progress: Callable[[str], None] | None = None,
                 started: Callable[[int | None], None] | None = None) -> RunOutcome:
         return svc.asv.run(run.commit_hash, run.profile, progress=progress, started=started)
 
-    def drain(self, svc: Service, *, max_runs: int | None = None) -> int:
-        raise NotImplementedError("the local dispatcher is drained by Service.drain")
+    def send_and_collect(self, svc: Pipeline, *, max_runs: int | None = None) -> int:
+        raise NotImplementedError("the local dispatcher's runs are measured by "
+                                  "Pipeline.measure_queued")
 
     def abandon(self) -> None:
-        """``Service.abandon`` stops the asv run itself."""
+        """``Pipeline.abandon`` stops the asv run itself."""
 
-    def status(self, svc: Service) -> dict[str, Any]:
+    def status(self, svc: Pipeline) -> dict[str, Any]:
         return {}
 
     def close(self) -> None:

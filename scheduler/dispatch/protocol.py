@@ -20,7 +20,8 @@ from typing import Any
 
 #: Celery task names (the coordinator sends by name; only the runner imports the code).
 MEASURE_TASK = "scheduler.measure"
-PAIRED_TASK = "scheduler.paired"
+#: (the side-by-side task keeps its first name: a wire name runners and queued jobs know)
+SIDE_BY_SIDE_TASK = "scheduler.paired"
 ANY_QUEUE = "any"
 
 #: Outcome statuses: done / failed are the commit's (reported like a local run); error is

@@ -38,18 +38,18 @@ from typing import Any
 from celery.exceptions import Ignore
 from celery.signals import worker_ready
 
-from ..asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, kill_orphan
-from ..config import Config, ConfigError, PairedConfig
-from ..gitrepo import GitError, GitRepo
+from ..config import Config, ConfigError, SideBySideConfig
 from ..lock import StateLock
-from ..paired import PairedError, PairedRunner
+from ..measure.asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, kill_orphan
+from ..measure.gitrepo import GitError, GitRepo
+from ..measure.side_by_side import SideBySideError, SideBySideRunner
 from .celery import Broker, make_app
 from .protocol import (
     DONE,
     ERROR,
     FAILED,
     MEASURE_TASK,
-    PAIRED_TASK,
+    SIDE_BY_SIDE_TASK,
     Job,
     Outcome,
     instrument_id,
@@ -187,19 +187,19 @@ class Runner:
                            "describing the machine again")
             path.unlink(missing_ok=True)
 
-    def paired(self, wire: dict[str, Any]) -> dict[str, Any]:
-        """A side-by-side run on this host (``scheduler.paired``), as a plain dict."""
+    def side_by_side(self, wire: dict[str, Any]) -> dict[str, Any]:
+        """A side-by-side run on this host (``scheduler.measure.side_by_side``), as a plain dict."""
         a, b = str(wire["a"]), str(wire["b"])
         if wire.get("instrument") != self.instrument:
             return {"status": ERROR, "error": f"runner {self.name} has another instrument"}
-        cfg = PairedConfig(**wire["paired"])
+        cfg = SideBySideConfig(**wire["side_by_side"])
         say(self.name, f"side by side: {a[:8]} (parent) vs {b[:8]}")
         try:
             if not self.repo.local:
                 self.repo.fetch()
-            res = PairedRunner(cfg, repo=self.repo.path, pass_env=self.cfg.asv.pass_env).run(
+            res = SideBySideRunner(cfg, repo=self.repo.path, pass_env=self.cfg.asv.pass_env).run(
                 a, b, project_dir=self.checkout)
-        except (PairedError, GitError) as exc:
+        except (SideBySideError, GitError) as exc:
             return {"status": ERROR, "error": str(exc), "machine": self.machine}
         return {"status": DONE, "machine": self.machine, "worker": self.name,
                 "a": res.a, "b": res.b, "seconds": res.seconds,
@@ -333,7 +333,7 @@ def measure_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
         lease.release(done=done)
 
 
-def paired_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
+def side_by_side_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
     """Celery task ``scheduler.paired``: a side-by-side run of a commit and its parent."""
     runner = _the_runner()
     lease = runner.lease(task.request.id, f"side by side {str(wire.get('b'))[:8]}")
@@ -341,7 +341,7 @@ def paired_task(task: Any, wire: dict[str, Any]) -> dict[str, Any]:
         raise Ignore()
     done = False
     try:
-        out = runner.paired(wire)
+        out = runner.side_by_side(wire)
         done = out["status"] == DONE
         return out
     finally:
@@ -369,7 +369,7 @@ def run_worker(cfg: Config, *, machine: str, queues: tuple[str, ...] = (),
         _runner.clean()
         app = _runner.broker.app
         app.task(name=MEASURE_TASK, bind=True, acks_late=True)(measure_task)
-        app.task(name=PAIRED_TASK, bind=True, acks_late=True)(paired_task)
+        app.task(name=SIDE_BY_SIDE_TASK, bind=True, acks_late=True)(side_by_side_task)
         say(name, f"machine {machine}, queues {', '.join(_runner.queues)}, instrument "
                   f"{_runner.instrument}, directory {runner_dir}")
         worker_ready.connect(lambda **_: say(name, "ready: waiting for jobs"), weak=False)

@@ -1,6 +1,6 @@
 """The judging policy, without I/O: which commits to compare, what counts as a
 regression, when to bisect, when to confirm, when an alert has recovered. The pipeline
-(``scheduler.service``) gathers the evidence and applies the decision; nothing here reads
+(``scheduler.pipeline``) gathers the evidence and applies the decision; nothing here reads
 a database, runs a process, asks a clock or calls git (a test enforces the imports)."""
 
 from .decide import (

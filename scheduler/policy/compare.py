@@ -87,7 +87,7 @@ def compare(a: Measurement, b: Measurement, threshold: Threshold, cfg: JudgeConf
 class Finding:
     """One thing worth an alert (or a recovery note)."""
 
-    kind: str  # "limit" | "baseline" | "history" | "paired" (scheduler.paired)
+    kind: str  # "limit" | "baseline" | "history" | "side_by_side" (measure/side_by_side.py)
     machine: str  # asv machine (includes the profile)
     profile: str
     bench: str  # series id
@@ -106,7 +106,7 @@ class Finding:
     @property
     def key(self) -> str:
         """Identity of the regression: one key, one alert."""
-        if self.kind in ("history", "paired"):
+        if self.kind in ("history", "side_by_side"):
             return f"{self.kind}|{self.machine}|{self.bench}|{self.bad}"
         if self.kind == "baseline":
             return f"baseline|{self.machine}|{self.bench}|{self.extra.get('baseline_commit', '')}"

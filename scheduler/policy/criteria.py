@@ -1,7 +1,7 @@
 """What a series is held to, as data: the plan's limits, the smallest change worth an
 alert, blessed baselines and measured noise, with the rule that picks the entry for a
 series on a machine and profile (the most specific wins). Loaded from and written to
-``baselines/*.toml`` by :mod:`scheduler.baselines`; judged by :mod:`scheduler.policy`."""
+``baselines/*.toml`` by :mod:`scheduler.store.baselines`; judged by :mod:`scheduler.policy`."""
 
 from __future__ import annotations
 

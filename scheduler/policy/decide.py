@@ -11,7 +11,7 @@ without fakes (tests/scheduler/test_policy.py).
 The rules, in order:
 
 1. **History**: the commit against its previous and its next measured commit on the
-   branch (first-parent), series by series (:func:`~scheduler.judge.compare`: threshold
+   branch (first-parent), series by series (:func:`~scheduler.policy.compare.compare`: threshold
    and Mann-Whitney U). A regression with unmeasured commits in between is not alerted
    in a premerge run: the middle one is queued instead (bisection), until the pair is
    adjacent and the alert names the first bad commit.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.plant import copy_project
+from selftest.plant import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ASV = [sys.executable, "-m", "asv"]

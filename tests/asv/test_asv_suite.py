@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from scheduler.plant import docs_change, instructions_per_message
+from selftest.plant import docs_change, instructions_per_message
 
 from .conftest import Project
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.config import load_config
-from scheduler.evaluate import _instr, evaluate
-from scheduler.plant import AnchorNotFound, cpu_per_message, insert_at_top, iterations_for
+from selftest.evaluate import _instr, evaluate
+from selftest.plant import AnchorNotFound, cpu_per_message, insert_at_top, iterations_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTS = r"Instructions\.track_instructions_per_message"

@@ -33,7 +33,7 @@ from scheduler.dispatch.protocol import (
     unpack_dir,
     worker_queues,
 )
-from scheduler.state import State
+from scheduler.store.state import State
 
 GUARD = REPO_ROOT / "scheduler" / "dispatch" / "guard.py"
 

@@ -19,7 +19,7 @@ from benchmarks.load.leak import (
     verdict,
 )
 from benchmarks.load.scenarios.capacity import search
-from scheduler import knee
+from scheduler.publish import knee
 
 
 def _probe(capacity: float, calls: list[float]):

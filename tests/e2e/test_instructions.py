@@ -18,7 +18,7 @@ from e2e_support import REPO
 from benchmarks import instructions as asv_instructions
 from benchmarks.load import instructions as I
 from benchmarks.load import profiles
-from scheduler.plant import instructions_per_call, iterations_for_instructions
+from selftest.plant import instructions_per_call, iterations_for_instructions
 
 
 def test_profiles_give_asv_enough_samples() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from e2e_support import REPO
 
-from scheduler.evaluate import _commit, _git
-from scheduler.plant import copy_project, cpu_per_message
+from selftest.evaluate import _commit, _git
+from selftest.plant import copy_project, cpu_per_message
 
 
 def _versus(repo: Path, a: str, b: str, out: Path, *extra: str) -> tuple[int, dict]:

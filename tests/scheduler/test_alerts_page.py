@@ -11,20 +11,20 @@ from pathlib import Path
 import asv
 import pytest
 
-from scheduler import alerts_page, messages
-from scheduler.gitrepo import Commit
-from scheduler.offline_site import make_offline
-from scheduler.plot import plot_name
+from scheduler.measure.gitrepo import Commit
 from scheduler.policy.compare import Finding
-from scheduler.site import graph_link
-from scheduler.state import State
+from scheduler.publish import alerts_page, messages
+from scheduler.publish.offline_site import make_offline
+from scheduler.publish.plot import plot_name
+from scheduler.publish.site import graph_link
+from scheduler.store.state import State
 
 NASTY = """<script>alert("x")</script> 'single' "double" & <img src=x onerror=alert(1)>"""
 A, B, C, D, E = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40
 
 
 def _alert(state: State, f: Finding, *, legacy: bool = False) -> None:
-    """What Service._alert records: the alert row and the message in the outbox."""
+    """What Pipeline._alert records: the alert row and the message in the outbox."""
     state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good, bad=f.bad,
                      before=f.before, after=f.after,
                      detail={"benchmark": f.benchmark, "params": f.params, "unit": f.unit})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from scheduler.calibrate import FLOOR, TRIM_FROM, UNSTABLE_ABOVE, SeriesNoise
+from selftest.calibrate import FLOOR, TRIM_FROM, UNSTABLE_ABOVE, SeriesNoise
 
 
 def noise(*values: float) -> SeriesNoise:

@@ -11,7 +11,7 @@ import pytest
 from sched_helpers import TinyRepo, alerts_file, git, once, run_cli, runs, write_config
 
 from scheduler.config import load_config
-from scheduler.service import Service
+from scheduler.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,12 @@ def test_backfill_bless_nightly_and_corrupt_results(tmp_path: Path, shared: Path
     assert kinds.count("Performance regression") == 1
 
     # the nightly job: full profile on the head, then a summary
-    svc = Service(load_config(cfg), verbose=False)
+    svc = Pipeline(load_config(cfg), verbose=False)
     try:
         assert svc.enqueue_heads("nightly") == 1
         # a commit lands while the nightly runs: the summary still reports the head it ran
         r.commit(0.0130, "landed during the nightly")
-        assert svc.drain() == 1
+        assert svc.measure_queued() == 1
         git(r.path, "reset", "-q", "--hard", c4)
         assert svc.state.run_for(c4, "full").status == "done"  # type: ignore[union-attr]
     finally:

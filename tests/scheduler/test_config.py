@@ -18,7 +18,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cfg.slack.backend == "console"
     assert cfg.state_dir == tmp_path / ".scheduler"
     assert cfg.site.base_url() == "http://127.0.0.1:8090/"
-    assert not cfg.paired.enabled and cfg.paired.points == "10x1,churn10"
+    assert not cfg.side_by_side.enabled and cfg.side_by_side.points == "10x1,churn10"
 
 
 def test_example_config_is_valid() -> None:
@@ -26,6 +26,20 @@ def test_example_config_is_valid() -> None:
     assert cfg.schedule.nightly
     assert cfg.judge.threshold_for("anything")[0] > 0
 
+
+
+def test_the_side_by_side_section_is_still_read_under_its_first_name(tmp_path: Path) -> None:
+    """``[paired]`` (the section's first name) works, with a warning that says what to do;
+    both names at once is an error, not a silent choice."""
+    path = tmp_path / "scheduler.toml"
+    path.write_text("[paired]\nenabled = true\nrounds = 4\n")
+    with pytest.warns(FutureWarning, match=r"\[paired\] is deprecated: rename the section to "
+                                           r"\[side_by_side\]"):
+        cfg = load_config(path, env={})
+    assert cfg.side_by_side.enabled and cfg.side_by_side.rounds == 4
+    path.write_text("[paired]\nrounds = 4\n[side_by_side]\nrounds = 6\n")
+    with pytest.raises(ConfigError, match=r"\[paired\] and \[side_by_side\] are one section"):
+        load_config(path, env={})
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("[repository\nurl = 1", "invalid TOML"),
@@ -37,8 +51,9 @@ def test_example_config_is_valid() -> None:
     ("[slack]\nbackend = 'pigeon'", "expected console, webhook or bot"),
     ("[judge.thresholds]\n'(' = 0.1", "bad regex"),
     ("[asv]\nmachine = 'a b'", "[asv] machine"),
-    ("[paired]\npoints = '10 clients'", "[paired] points: expected CONNxINFLIGHT or churnCONN"),
-    ("[paired]\nrounds = 1", "[paired] rounds"),
+    ("[side_by_side]\npoints = '10 clients'",
+     "[side_by_side] points: expected CONNxINFLIGHT or churnCONN"),
+    ("[side_by_side]\nrounds = 1", "[side_by_side] rounds"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.toml"

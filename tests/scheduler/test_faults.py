@@ -21,7 +21,7 @@ PLAN = ((0.010, "base"), (0.020, "planted slowdown"))
 def test_kills_while_judging_and_delivering_lose_nothing_and_send_nothing_twice(tmp_path: Path,
                                                                     shared: Path) -> None:
     run = FaultRun(tmp_path / "faults", kills=2, seed=19, asv_project=shared,
-                   phases=("judging", "outbox"), plan=PLAN, paired=False,
+                   phases=("judging", "outbox"), plan=PLAN, side_by_side=False,
                    confirm=False, phase_timeout_s=90, max_minutes=8, log=print)
     report = run.run()
     # passed: a kill landed in each phase, every commit measured, every alert delivered

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sched_helpers import TinyRepo, run_cli, write_config
 
-from scheduler.gitrepo import GitError, GitRepo
+from scheduler.measure.gitrepo import GitError, GitRepo
 
 
 def test_url_is_mirrored_and_fetched(tmp_path: Path, tiny_repo: TinyRepo) -> None:
@@ -67,13 +67,13 @@ def test_asv_machine_file_rewritten_by_someone_else(tmp_path: Path, shared: Path
     import os
 
     from scheduler.config import load_config
-    from scheduler.service import Service
+    from scheduler.pipeline import Pipeline
 
     machine = f"machinefile{os.getpid()}"  # ours alone: other runs' machines untouched
     c1 = tiny_repo.commit(0.01, "one")
     cfg = write_config(tmp_path, shared, tiny_repo)
     cfg.write_text(cfg.read_text().replace('machine = "testbox"', f'machine = "{machine}"'))
-    svc = Service(load_config(cfg), verbose=False)
+    svc = Pipeline(load_config(cfg), verbose=False)
     try:
         svc.asv.write_config()
         svc.asv.ensure_machine("smoke")  # as an earlier run of this daemon did
@@ -82,7 +82,7 @@ def test_asv_machine_file_rewritten_by_someone_else(tmp_path: Path, shared: Path
         known.pop(f"{machine}-smoke")
         path.write_text(json.dumps(known))
         svc.poll()
-        assert svc.drain() == 1
+        assert svc.measure_queued() == 1
         assert svc.state.run_for(c1, "smoke").status == "done"  # type: ignore[union-attr]
     finally:
         svc.close()

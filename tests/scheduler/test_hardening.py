@@ -18,28 +18,30 @@ from sched_helpers import REPO_ROOT, FakeSlack, TinyRepo
 from scheduler import cli
 from scheduler.children import child_env
 from scheduler.config import load_config
-from scheduler.gitrepo import Commit, GitError, GitRepo
-from scheduler.notify.slackbot import SlackBotNotifier
-from scheduler.outbox import Outbox
-from scheduler.policy import OpenAlert, Recovery
+from scheduler.measure.gitrepo import Commit, GitError, GitRepo
+from scheduler.pipeline import Pipeline
+from scheduler.policy import Bisect, Decision, OpenAlert, Recovery
 from scheduler.policy.compare import Finding
+from scheduler.publish.notify.slackbot import SlackBotNotifier
 from scheduler.redact import redact_url
 from scheduler.results import Measurement, ResultFile
-from scheduler.service import Service
-from scheduler.state import State
+from scheduler.store.outbox import Outbox
+from scheduler.store.state import Run, State
 
 BENCH = "bench_tiny.Suite.track_latency"
 BAD = "b" * 40
+RUN = Run(0, "c" * 40, "main", "smoke", "poll", "done", 200, 0, 0, "", False)
 
 # A finding and a service, the same in the killed child and in the parent after it
 SETUP = textwrap.dedent(f"""
     import os, signal, sys
     from pathlib import Path
     from scheduler.config import load_config
-    from scheduler.policy import OpenAlert, Recovery
+    from scheduler.policy import Bisect, Decision, OpenAlert, Recovery
     from scheduler.policy.compare import Finding
     from scheduler.results import Measurement, ResultFile
-    from scheduler.service import Service
+    from scheduler.pipeline import Pipeline
+    from scheduler.store.state import Run
     FINDING = Finding("history", "box-smoke", "smoke", {BENCH!r}, {BENCH!r}, (), "seconds",
                       "a" * 40, {BAD!r}, 0.010, 0.020, "5% over the previous commit")
     MEASURED = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke", date=0,
@@ -48,7 +50,8 @@ SETUP = textwrap.dedent(f"""
     BACK = [Recovery(OpenAlert(FINDING.key, "history", {BENCH!r}, {BAD!r}, 0.010,
                                {{"benchmark": {BENCH!r}, "params": [], "unit": "seconds"}}),
                      0.010, "seconds", 0.010)]
-    svc = Service(load_config(sys.argv[1], env={{}}), verbose=False)
+    RUN = Run(0, "c" * 40, "main", "smoke", "poll", "done", 200, 0, 0, "", False)
+    svc = Pipeline(load_config(sys.argv[1], env={{}}), verbose=False)
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -98,7 +101,7 @@ def test_a_kill_while_alerting_leaves_the_alert_to_be_sent(cfg: Path) -> None:
     # killed while rendering the alert's plot: the regression must not stay "already
     # open" without its message
     _killed(cfg, "svc._plot = die\nsvc._alert(FINDING, 'main', [])\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         f = _finding()
         svc._alert(f, "main", [])  # the judgement repeated at the next start
@@ -110,18 +113,18 @@ def test_a_kill_while_alerting_leaves_the_alert_to_be_sent(cfg: Path) -> None:
 
 
 def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) -> None:
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     f = _finding()
     svc.state.open_alert(f.key, "history", "box-smoke", BENCH, good=f.good, bad=BAD,
                          before=0.010, after=0.020,
                          detail={"benchmark": BENCH, "params": [], "unit": "seconds"})
     svc.close()
     _killed(cfg, """
-        import scheduler.messages
-        scheduler.messages.recovery = die
-        svc._recoveries(BACK, MEASURED, "box-smoke")
+        import scheduler.publish.messages
+        scheduler.publish.messages.recovery = die
+        svc._apply(Decision(recoveries=BACK), RUN, [], MEASURED, "box-smoke")
         """)
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         measured = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke",
                               date=0, measurements=(Measurement(BENCH, (), 0.010, (),
@@ -130,17 +133,54 @@ def test_a_kill_while_noting_a_recovery_leaves_the_note_to_be_sent(cfg: Path) ->
                                    {"benchmark": BENCH, "params": [], "unit": "seconds"}),
                          0.010, "seconds", 0.010)]
         for _ in range(2):  # the judgement repeated at the next start, and once more
-            svc._recoveries(back, measured, "box-smoke")
+            svc._apply(Decision(recoveries=back), RUN, [], measured, "box-smoke")
         assert [i.key for i in svc.state.outbox_all()] == [f"recovery|{f.key}|{'c' * 40}"]
         assert not svc.state.open_alerts()
     finally:
         svc.close()
 
 
+def test_a_kill_while_applying_a_judgement_leaves_all_of_it_to_be_done(cfg: Path) -> None:
+    # one judgement: a bisection, a new alert and a recovery, written in one transaction;
+    # killed when the recovery is written, after the bisection and the alert: none of it
+    # may stay, and the judgement repeated at the next start does all of it once
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
+    svc.state.record_commit("d" * 40, "main", "dev", 0, "middle")
+    svc.state.open_alert("old", "history", "box-smoke", BENCH, good="", bad="e" * 40,
+                         before=0.01, after=0.02, detail={})
+    svc.close()
+    _killed(cfg, """
+        OLD = [Recovery(OpenAlert("old", "history", FINDING.bench, "e" * 40, 0.01, {}), 0.01,
+                        "seconds", 0.01)]
+        import scheduler.store.state
+        scheduler.store.state.State._close = die
+        svc._apply(Decision(alerts=[FINDING], recoveries=OLD,
+                            bisect=[Bisect("d" * 40, "bisecting")]),
+                   RUN, [], MEASURED, "box-smoke")
+        """)
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
+    try:
+        assert not svc.state.runs(status="queued") and not svc.state.outbox_all()
+        assert [a["key"] for a in svc.state.open_alerts()] == ["old"]
+        decision = Decision(alerts=[_finding()], bisect=[Bisect("d" * 40, "bisecting")],
+                            recoveries=[Recovery(OpenAlert("old", "history", BENCH, "e" * 40,
+                                                           0.01, {}), 0.01, "seconds", 0.01)])
+        measured = ResultFile(path=Path("x.json"), commit="c" * 40, machine="box-smoke",
+                              date=0, measurements=())
+        for _ in range(2):  # the judgement repeated at the next start, and once more
+            svc._apply(decision, RUN, [], measured, "box-smoke")
+        assert [r.commit_hash for r in svc.state.runs(status="queued")] == ["d" * 40]
+        assert [a["key"] for a in svc.state.open_alerts()] == [_finding().key]
+        assert sorted(i.key.split("|")[0] for i in svc.state.outbox_all()) == [
+            "alert", "recovery"]
+    finally:
+        svc.close()
+
+
 def test_a_kill_in_the_middle_of_a_poll_does_not_skip_the_commit(cfg: Path) -> None:
     # killed when the poll queues the new commit (after recording it, before the fix)
-    _killed(cfg, "import scheduler.state\nscheduler.state._enqueue = die\nsvc.poll()\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+    _killed(cfg, "import scheduler.store.state\nscheduler.store.state._enqueue = die\nsvc.poll()\n")
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         assert svc.poll() == 1
         assert len(svc.state.runs(status="queued")) == 1
@@ -152,8 +192,8 @@ def test_a_commit_that_kills_the_scheduler_is_given_up_after_max_attempts(cfg: P
     # a commit whose measurement takes the scheduler down (out of memory): each start
     # recovers, polls, and dies measuring it again
     for _ in range(2):  # [asv] max_attempts = 2 here (3 by default)
-        _killed(cfg, "svc.recover()\nsvc.poll()\nsvc.asv.run = die\nsvc.drain()\n")
-    svc = Service(load_config(cfg, env={}), verbose=False)
+        _killed(cfg, "svc.recover()\nsvc.poll()\nsvc.asv.run = die\nsvc.measure_queued()\n")
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
     try:
         assert [r.status for r in svc.state.runs()] == ["running"]
         svc.recover()
@@ -214,7 +254,7 @@ def test_repository_credentials_reach_no_message(tmp_path: Path,
     assert cli.main(["--config", str(path), "config"]) == 0
     assert "pw-s3cret-42" not in capsys.readouterr().out
     # what the state database keeps for delivery, whatever put it there
-    svc = Service(load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-kept-out-123"}),
+    svc = Pipeline(load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-kept-out-123"}),
                   verbose=False)
     try:
         svc.outbox.put("judge-error|x", "failure", {
@@ -249,7 +289,7 @@ def test_children_get_an_allow_listed_environment() -> None:
 
 def test_commit_texts_cannot_page_the_channel_or_spoof_links(tmp_path: Path,
                                                              fake_slack: FakeSlack) -> None:
-    from scheduler import messages
+    from scheduler.publish import messages
 
     evil = Commit("e" * 40, "<@U0ADMIN> & <!here>", 0,
                   "<!channel> fix <http://evil.example|bench.example> & co")

@@ -15,7 +15,7 @@ import asv
 import pytest
 
 from scheduler.cli import main
-from scheduler.offline_site import (
+from scheduler.publish.offline_site import (
     MARKER,
     PUBLISHED_VENDOR,
     VENDOR_DIR,
@@ -93,7 +93,7 @@ def test_a_newer_asv_page_fails_loudly(published: Path) -> None:
     assert f"asv {asv.__version__}" in msg
     assert "without a local copy: https://code.jquery.com/jquery-3.7.1.min.js" in msg
     assert "no longer loads: https://code.jquery.com/jquery-3.3.1.min.js" in msg
-    assert "scheduler/vendor/" in msg
+    assert "scheduler/publish/vendor/" in msg
     assert "https://code.jquery.com" in (published / "index.html").read_text()  # untouched
 
 

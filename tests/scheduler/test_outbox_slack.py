@@ -16,11 +16,11 @@ from sched_helpers import REPO_ROOT, FakeSlack
 
 from scheduler.cli import outbox_lines
 from scheduler.config import SlackConfig
-from scheduler.notify.console import ConsoleNotifier
-from scheduler.notify.slackbot import SlackBotNotifier
-from scheduler.notify.webhook import WebhookNotifier
-from scheduler.outbox import Outbox
-from scheduler.state import State
+from scheduler.publish.notify.console import ConsoleNotifier
+from scheduler.publish.notify.slackbot import SlackBotNotifier
+from scheduler.publish.notify.webhook import WebhookNotifier
+from scheduler.store.outbox import Outbox
+from scheduler.store.state import State
 from selftest.slack import Process
 
 MSG = {"text": "Performance regression: x", "blocks": [
@@ -128,10 +128,10 @@ def test_webhook_and_console(tmp_path: Path, fake_slack: FakeSlack) -> None:
 KILLED_FLUSH = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from scheduler.notify.console import ConsoleNotifier
-    from scheduler.notify.slackbot import SlackBotNotifier
-    from scheduler.outbox import Outbox
-    from scheduler.state import State
+    from scheduler.publish.notify.console import ConsoleNotifier
+    from scheduler.publish.notify.slackbot import SlackBotNotifier
+    from scheduler.store.outbox import Outbox
+    from scheduler.store.state import State
     db, backend, url, plot, when = sys.argv[1:6]
 
     def die(*args, **kwargs):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.asvrun import parse_result_file
-from scheduler.baselines import BaselinesError, bless, load_baselines
+from scheduler.measure.asvrun import parse_result_file
 from scheduler.results import ResultsError
+from scheduler.store.baselines import BaselinesError, bless, load_baselines
 
 GOOD = {
     "commit_hash": "a" * 40, "env_name": "uv-py3.11", "date": 1700000000000,

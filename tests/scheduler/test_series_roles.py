@@ -88,8 +88,8 @@ def test_default_roles_of_the_suite_series(tmp_path: Path, bench: str, determini
 
 def test_the_removed_veto_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "scheduler.toml"
-    path.write_text('[paired]\ncovers = "^load_performance\\\\."\n')
-    with pytest.raises(ConfigError, match=r"\[paired\] covers was removed"):
+    path.write_text('[side_by_side]\ncovers = "^load_performance\\\\."\n')
+    with pytest.raises(ConfigError, match=r"\[side_by_side\] covers was removed"):
         load_config(path, env={})
     path.write_text('[judge]\nlimits_only = ["("]\n')
     with pytest.raises(ConfigError, match=r"\[judge\] limits_only: bad regex"):

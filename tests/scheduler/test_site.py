@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.site import SiteServer, ensure_placeholder, graph_link
+from scheduler.publish.site import SiteServer, ensure_placeholder, graph_link
 
 
 def test_serves_html_and_plots_but_nothing_else(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import pytest
 from offline_browser import CHROMIUM, offline_browser, screenshot
 from sched_helpers import TinyRepo, alerts_file, once, run_cli, write_config
 
-from scheduler.site import SiteServer
+from scheduler.publish.site import SiteServer
 
 pytestmark = [
     pytest.mark.slow,

@@ -30,7 +30,7 @@ run (connecting 1000 sessions took 1.3 s on a quiet machine and 17 s on a loaded
 
 asv tracks ``1e6 / capacity`` (µs per message at capacity; lower is better). Every step
 is kept in ``analysis["capacity"]`` for the knee plot (latency against offered load,
-``scheduler/knee.py``).
+``scheduler/publish/knee.py``).
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ own pages from asv's navigation.
 Why: asv 0.6's ``index.html`` loads jQuery, flot, stupidtable, blueimp-md5 and Bootstrap
 from three CDNs; on a benchmark host without internet the site is blank ("Can not
 determine continental origin of swallow"). asv stays unchanged: after each publish the
-files listed in ``scheduler/vendor/manifest.json`` are copied into ``<html>/_vendor/`` and
+files listed in ``scheduler/publish/vendor/manifest.json`` are copied into ``<html>/_vendor/`` and
 the page's references are pointed at them.
 
 The rewrite knows the exact URLs it replaces. A newer asv whose page loads anything else,
 or no longer loads one of them, is an error naming the URLs (never a silently blank
-site): update ``scheduler/vendor/`` (its README says how).
+site): update ``scheduler/publish/vendor/`` (its README says how).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
 PUBLISHED_VENDOR = "_vendor"  # inside the published html directory
 MARKER = ("<!-- offline: CDN files replaced by local copies in _vendor/ "
-          "(_vendor/manifest.json; scheduler/offline_site.py) -->")
+          "(_vendor/manifest.json; scheduler/publish/offline_site.py) -->")
 
 # Attributes through which a page makes the browser fetch something (an <a href> does not).
 _LOAD_ATTRS = {"script": ("src",), "img": ("src", "srcset"), "iframe": ("src",),
@@ -51,7 +51,7 @@ class VendoredFile:
     """One file of ``manifest.json``: what asv's page loaded (``url``) and our copy."""
 
     url: str | None  # None: not on the page itself (fonts loaded by bootstrap.min.css)
-    file: str  # path under scheduler/vendor/ and under <html>/_vendor/
+    file: str  # path under scheduler/publish/vendor/ and under <html>/_vendor/
     package: str
     version: str
     sha256: str
@@ -139,7 +139,7 @@ def rewrite_page(page: str, vendored: Sequence[VendoredFile]) -> str:
 
     An ``integrity`` attribute is kept when our copy has exactly those bytes (the browser
     then checks them) and dropped when it does not (the same release from npm in another
-    build, see scheduler/vendor/README.md). Raises OfflineSiteError naming every URL the
+    build, see scheduler/publish/vendor/README.md). Raises OfflineSiteError naming every URL the
     page loads that has no local copy and every expected URL the page no longer has."""
     by_url = {v.url: v for v in vendored if v.url}
     parsed = _Loads(page)
@@ -177,8 +177,8 @@ def _changed_page_message(unknown: Iterable[str], missing: Iterable[str]) -> str
     if missing:
         parts.append("it no longer loads: " + ", ".join(missing))
     made_for = json.loads((VENDOR_DIR / "manifest.json").read_text(encoding="utf-8"))["asv"]
-    return (f"asv {asv.__version__}'s published page is not the one scheduler/vendor/ was "
-            f"made for (asv {made_for}): {'; '.join(parts)}; update scheduler/vendor/ (see "
+    return (f"asv {asv.__version__}'s published page is not the one scheduler/publish/vendor/ was "
+            f"made for (asv {made_for}): {'; '.join(parts)}; update scheduler/publish/vendor/ (see "
             "its README.md)")
 
 

@@ -15,12 +15,12 @@ import psutil
 import pytest
 from sched_helpers import REPO_ROOT, TinyRepo
 
-from scheduler.config import PairedConfig, load_config
-from scheduler.evaluate import _commit as eval_commit
-from scheduler.evaluate import _git as eval_git
-from scheduler.paired import PairedError, PairedRunner, parse_versus
-from scheduler.plant import copy_project
-from scheduler.service import Service
+from scheduler.config import SideBySideConfig, load_config
+from scheduler.measure.side_by_side import SideBySideError, SideBySideRunner, parse_versus
+from scheduler.pipeline import Pipeline
+from selftest.evaluate import _commit as eval_commit
+from selftest.evaluate import _git as eval_git
+from selftest.plant import copy_project
 
 
 def _repo(tmp_path: Path, *, toolserver: bool) -> tuple[Path, str]:
@@ -37,16 +37,16 @@ def _repo(tmp_path: Path, *, toolserver: bool) -> tuple[Path, str]:
 
 def test_applies_only_to_commits_with_the_toolserver(tmp_path: Path) -> None:
     repo, head = _repo(tmp_path, toolserver=False)
-    assert not PairedRunner(PairedConfig(), repo=repo).applies(head)
-    assert not PairedRunner(PairedConfig(), repo=repo).applies("no-such-commit")
+    assert not SideBySideRunner(SideBySideConfig(), repo=repo).applies(head)
+    assert not SideBySideRunner(SideBySideConfig(), repo=repo).applies("no-such-commit")
     repo2, head2 = _repo(tmp_path / "2", toolserver=True)
-    assert PairedRunner(PairedConfig(), repo=repo2).applies(head2)
+    assert SideBySideRunner(SideBySideConfig(), repo=repo2).applies(head2)
 
 
 def test_a_commit_that_cannot_be_checked_out_is_a_clear_error(tmp_path: Path) -> None:
     repo, head = _repo(tmp_path, toolserver=True)
-    runner = PairedRunner(PairedConfig(rounds=2, duration_s=0.2), repo=repo)
-    with pytest.raises(PairedError, match=r"versus .* failed \(exit 1\).*no-such-commit"):
+    runner = SideBySideRunner(SideBySideConfig(rounds=2, duration_s=0.2), repo=repo)
+    with pytest.raises(SideBySideError, match=r"versus .* failed \(exit 1\).*no-such-commit"):
         runner.run(head, "no-such-commit", project_dir=REPO_ROOT)
     # its worktrees are gone again
     listing = subprocess.run(["git", "-C", str(repo), "worktree", "list"], check=True,
@@ -61,7 +61,7 @@ def test_a_commit_that_cannot_be_checked_out_is_a_clear_error(tmp_path: Path) ->
      "verdict": {"points": [{"point": "10x1"}]}},
 ])
 def test_a_corrupt_versus_result_is_a_clear_error(doc: dict) -> None:
-    with pytest.raises(PairedError, match="unreadable versus result"):
+    with pytest.raises(SideBySideError, match="unreadable versus result"):
         parse_versus(doc, "a" * 40, "b" * 40)
 
 
@@ -87,7 +87,7 @@ def test_abandon_stops_the_run_and_leaves_no_servers_or_worktrees(tmp_path: Path
     a = eval_commit(repo, "base")
     (repo / "README.md").write_text("changed\n")
     b = eval_commit(repo, "docs")
-    runner = PairedRunner(PairedConfig(rounds=50, duration_s=1.0), repo=repo)
+    runner = SideBySideRunner(SideBySideConfig(rounds=50, duration_s=1.0), repo=repo)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -108,7 +108,7 @@ def test_abandon_stops_the_run_and_leaves_no_servers_or_worktrees(tmp_path: Path
     runner.abandon()
     thread.join(60)
     assert not thread.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], PairedError), errors
+    assert len(errors) == 1 and isinstance(errors[0], SideBySideError), errors
     assert "abandoned" in str(errors[0])
     assert eval_git(repo, "worktree", "list").count("\n") == 0  # only the main one
     assert len(serving) == 2, serving  # the two servers (PYTHONPATH = their worktree)
@@ -133,9 +133,9 @@ KILLED_DAEMON = """
 import sys
 from pathlib import Path
 from scheduler.config import load_config
-from scheduler.service import Service
-svc = Service(load_config(sys.argv[1]), verbose=False)
-svc.paired.run(sys.argv[2], sys.argv[3], project_dir=Path(sys.argv[4]))
+from scheduler.pipeline import Pipeline
+svc = Pipeline(load_config(sys.argv[1]), verbose=False)
+svc.side_by_side.run(sys.argv[2], sys.argv[3], project_dir=Path(sys.argv[4]))
 """
 
 
@@ -146,7 +146,7 @@ def test_a_side_by_side_run_left_by_a_killed_daemon_is_stopped_at_the_next_start
     b = repo.commit(0.01, "commit")
     cfg = tmp_path / "scheduler.toml"
     cfg.write_text(f'[repository]\nurl = "{repo.path}"\n[state]\ndir = "{tmp_path / "st"}"\n'
-                   '[paired]\nrounds = 50\nduration_s = 1.0\n')
+                   '[side_by_side]\nrounds = 50\nduration_s = 1.0\n')
     secret = "xoxb-never-in-a-child-0042"
     daemon = subprocess.Popen(
         [sys.executable, "-c", KILLED_DAEMON, str(cfg), a, b, str(REPO_ROOT)],
@@ -173,10 +173,10 @@ def test_a_side_by_side_run_left_by_a_killed_daemon_is_stopped_at_the_next_start
         daemon.wait(timeout=10)
         time.sleep(0.5)
         assert all(p.is_running() for p in group), "expected the orphans to outlive it"
-        svc = Service(load_config(cfg, env={}), verbose=False)
+        svc = Pipeline(load_config(cfg, env={}), verbose=False)
         try:
             svc.recover()  # the next start
-            assert svc.state.get_meta("paired_pgid") == ""
+            assert svc.state.child_group("side_by_side") == (0, "")
         finally:
             svc.close()
         _gone, alive = psutil.wait_procs(group, timeout=10)
@@ -184,7 +184,7 @@ def test_a_side_by_side_run_left_by_a_killed_daemon_is_stopped_at_the_next_start
         assert not _processes_using(worktrees)
         assert eval_git(repo.path, "worktree", "list").count("\n") == 0
         work_dir = Path(worktrees[0]).parents[2]  # <work dir>/worktrees/versus-commits-*/
-        assert work_dir.name.startswith("scheduler-paired-") and not work_dir.exists()
+        assert work_dir.name.startswith("scheduler-side-by-side-") and not work_dir.exists()
     finally:
         if daemon.poll() is None:
             daemon.kill()

@@ -16,10 +16,11 @@ instruction counts) are alerted without it; raw wall-clock and CPU-time series
 (``[judge] limits_only``) are judged against limits only, their host-corrected and
 instruction-count siblings against history.
 
-With ``[paired] enabled`` (off by default) every commit measured with the premerge profile
-is also run side by side with its parent (``scheduler.paired``): a regression of server
-CPU per message or per connection that both of two such runs name is alerted. Its verdict
-is evidence about its own series only; it never keeps an asv finding from being alerted.
+With ``[side_by_side] enabled`` (off by default) every commit measured with the premerge
+profile is also run side by side with its parent (``scheduler.measure.side_by_side``): a
+regression of server CPU per message or per connection that both of two such runs name is
+alerted. Its verdict is evidence about its own series only; it never keeps an asv finding
+from being alerted.
 """
 
 from __future__ import annotations
@@ -35,23 +36,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import alerts_page, knee, messages
-from .asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
-from .baselines import BaselinesError, load_baselines
 from .config import Config
 from .dispatch import make_dispatcher
-from .gitrepo import Commit, GitError, GitRepo
-from .notify import make_notifier
-from .outbox import Outbox
-from .paired import SERIES_OF_POINT, PairedError, PairedResult, PairedRunner, PointVerdict
-from .plot import history_png, plot_name
-from .policy import Confirmation, Evidence, OpenAlert, Recovery, RunInfo, decide, names
+from .measure.asvrun import NOT_IDLE, PROGRESS_MARK, AsvError, AsvProject, RunOutcome, kill_orphan
+from .measure.gitrepo import Commit, GitError, GitRepo
+from .measure.side_by_side import (
+    SERIES_OF_POINT,
+    PointVerdict,
+    SideBySideError,
+    SideBySideResult,
+    SideBySideRunner,
+)
+from .policy import (
+    Confirmation,
+    Decision,
+    Evidence,
+    OpenAlert,
+    Recovery,
+    RunInfo,
+    decide,
+    names,
+)
 from .policy.compare import Finding
 from .policy.neighbours import neighbours
+from .publish import alerts_page, knee, messages
+from .publish.notify import make_notifier
+from .publish.plot import history_png, plot_name
+from .publish.site import graph_link
 from .redact import Redactor
 from .results import ResultFile, ResultsError, StepRegression, bench_id, format_value
-from .site import graph_link
-from .state import Message, NewCommit, Run, State
+from .store.baselines import BaselinesError, load_baselines
+from .store.outbox import Outbox
+from .store.state import AlertRecord, Judgement, Message, NewCommit, Run, State
 
 log = logging.getLogger("scheduler")
 
@@ -73,7 +89,7 @@ class Stats:
     alerts: int = 0
 
 
-class Service:
+class Pipeline:
     """State, repository, asv and outbox for one configuration."""
 
     def __init__(self, cfg: Config, *, verbose: bool = True) -> None:
@@ -85,8 +101,9 @@ class Service:
         self.repo = GitRepo(cfg.repository.url, local_path=local,
                             mirror_dir=cfg.state_dir / "repo.git")
         self.asv = AsvProject(cfg, self.repo.path)
-        self.paired = PairedRunner(cfg.paired, repo=self.repo.path, pass_env=cfg.asv.pass_env,
-                                   started=self._paired_started)
+        self.side_by_side = SideBySideRunner(cfg.side_by_side, repo=self.repo.path,
+                                             pass_env=cfg.asv.pass_env,
+                                             started=self._side_by_side_started)
         self.dispatcher = make_dispatcher(cfg)  # asv here, or runners behind a broker
         self.outbox = Outbox(self.state, make_notifier(cfg.slack, cfg.state_dir),
                              max_attempts=cfg.slack.max_attempts)
@@ -116,7 +133,7 @@ class Service:
         for branch in self.cfg.repository.branches:
             commits = self.repo.first_parent(
                 branch, limit=self.cfg.repository.max_queue_per_poll + 500)
-            first_time = not self.state.get_meta(f"polled:{branch}")
+            first_time = not self.state.polled(branch)
             new = [c for c in commits if c.hash not in known]
             cap = (self.cfg.repository.initial_commits if first_time
                    else self.cfg.repository.max_queue_per_poll)
@@ -124,7 +141,7 @@ class Service:
                 branch, [NewCommit(c.hash, c.author, c.date, c.subject, queue=i < cap)
                          for i, c in enumerate(new)],
                 profile=self.cfg.profiles.premerge, kind="poll",
-                meta={f"polled:{branch}": str(time.time())})
+                polled_at=time.time())
             known.update(c.hash for c in new)
         if queued:
             self._say(f"queued {queued} new commit(s)")
@@ -144,28 +161,23 @@ class Service:
         self.repo.fetch()
         profile = self.cfg.profiles.nightly if kind == "nightly" else self.cfg.profiles.soak
         batch = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
-        self.state.set_meta(f"batch:{kind}", batch)
-        n = 0
-        heads: dict[str, str] = {}
+        heads = {}
         for branch in self.cfg.repository.branches:
             head = self.repo.head(branch)
-            heads[branch] = head.hash
-            self.state.record_commit(head.hash, branch, head.author, head.date, head.subject)
-            if self.state.enqueue(head.hash, branch, profile, kind, head.date,
-                                  requeue_done=True):
-                n += 1
-        # the summary reports these heads, not whatever the branches point at by then
-        self.state.set_meta(f"batch-heads:{kind}", json.dumps(heads))
+            heads[branch] = NewCommit(head.hash, head.author, head.date, head.subject, True)
+        # the batch, its heads (the summary reports these, not whatever the branches point
+        # at by then) and their runs in one transaction
+        n = self.state.enqueue_heads(kind, batch, profile, heads)
         self._say(f"{kind}: queued {n} branch head(s) with profile {profile}")
         return n
 
     # ---- measuring --------------------------------------------------------------------
 
-    def drain(self, *, max_runs: int | None = None) -> int:
+    def measure_queued(self, *, max_runs: int | None = None) -> int:
         """Measure queued runs one at a time until the queue is empty or we are asked to
-        stop. Only one drain runs per process (the benchmark machine is measured alone)."""
+        stop. Only one such loop runs per process (the benchmark machine is measured alone)."""
         if self.dispatcher.remote:  # runners measure: send runs, collect their outcomes
-            return self.dispatcher.drain(self, max_runs=max_runs)
+            return self.dispatcher.send_and_collect(self, max_runs=max_runs)
         if time.time() < self.paused_until:
             return 0
         if not self._work.acquire(blocking=False):
@@ -230,7 +242,7 @@ class Service:
             self.stats.measured += 1
             self._say(f"measured {run.short} in {outcome.seconds:.0f}s")
         if run.kind == "confirm" and outcome.status == "done":
-            self.state.set_meta(_confirmed_key(run.profile, run.commit_hash), "1")
+            self.state.mark_confirmed(run.profile, run.commit_hash)
         self.publish()
         self._judge_and_mark(run, outcome.status)
         self.write_alerts_page()
@@ -243,15 +255,15 @@ class Service:
             bad = self._confirming(run)
             return f": last good before {bad[:8]}" if bad else ""
         if run.kind == "confirm":
-            base = self.state.get_meta(_confirm_base_key(run.profile, run.commit_hash))
+            base = self.state.confirm_base(run.profile, run.commit_hash)
             return f": right after {base[:8]}, the last good" if base else ""
         return ""
 
     def _confirming(self, base_run: Run) -> str:
         """The suspect whose confirmation a ``confirm-base`` run is the reference for."""
         for r in self.state.runs(status="queued", profile=base_run.profile):
-            if (r.kind == "confirm" and self.state.get_meta(
-                    _confirm_base_key(r.profile, r.commit_hash)) == base_run.commit_hash):
+            if (r.kind == "confirm" and self.state.confirm_base(
+                    r.profile, r.commit_hash) == base_run.commit_hash):
                 return r.commit_hash
         return ""
 
@@ -275,10 +287,10 @@ class Service:
                           f"{bad[:8] or 'the suspect'} is still re-measured and judged "
                           "without it")
         elif status == "done":
-            if (self.cfg.paired.enabled and not self.stop.is_set()
+            if (self.cfg.side_by_side.enabled and not self.stop.is_set()
                     and run.profile == self.cfg.profiles.premerge
                     and run.kind != "confirm"):
-                self._paired_check(run)
+                self._side_by_side_check(run)
             if run.kind == "confirm":
                 self._say_confirmation_base(run)
             try:
@@ -294,25 +306,23 @@ class Service:
             self._maybe_summary(run.kind)
 
     def _asv_started(self, pid: int | None) -> None:
-        self.state.set_meta("asv_pgid", str(pid or ""))
+        self.state.set_child_group("asv", pid)
 
-    def _paired_started(self, pgid: int | None, work_dir: str) -> None:
-        self.state.set_metas({"paired_pgid": str(pgid or ""), "paired_dir": work_dir})
+    def _side_by_side_started(self, pgid: int | None, work_dir: str) -> None:
+        self.state.set_child_group("side_by_side", pgid, work_dir)
 
     def recover(self) -> None:
         """Start-up after a crash: stop an orphaned asv run and side-by-side run, re-queue
         what was running — or mark it failed when the scheduler died during it
         ``[asv] max_attempts`` times (a commit that takes the machine down)."""
-        pgid = self.state.get_meta("asv_pgid")
-        if kill_orphan(int(pgid) if pgid.isdigit() else 0, self.asv.config_path):
-            self._say(f"stopped asv run {pgid} left behind by a killed scheduler")
-        paired_pgid = self.state.get_meta("paired_pgid")
-        paired_dir = self.state.get_meta("paired_dir")
-        if (paired_pgid.isdigit() or paired_dir) and self.paired.kill_orphan(
-                int(paired_pgid or 0), paired_dir):
-            self._say(f"stopped side-by-side run {paired_pgid} left behind by a killed "
+        pgid, _ = self.state.child_group("asv")
+        if kill_orphan(pgid, self.asv.config_path):
+            self._say(f"stopped asv run {pgid or ''} left behind by a killed scheduler")
+        pgid, work_dir = self.state.child_group("side_by_side")
+        if (pgid or work_dir) and self.side_by_side.kill_orphan(pgid, work_dir):
+            self._say(f"stopped side-by-side run {pgid or ''} left behind by a killed "
                       "scheduler")
-        self.state.set_metas({"asv_pgid": "", "paired_pgid": "", "paired_dir": ""})
+        self.state.clear_child_groups()
         limit = self.cfg.asv.max_attempts
         give_up: dict[int, tuple[str, Message]] = {}
         crashed = [r for r in self.state.runs(status="running") if r.attempts >= limit]
@@ -349,7 +359,7 @@ class Service:
         """SIGTERM: stop after (or abandon) the current run."""
         self.stop.set()
         self.asv.abandon()
-        self.paired.abandon()
+        self.side_by_side.abandon()
         self.dispatcher.abandon()
 
     def publish(self) -> None:
@@ -418,65 +428,87 @@ class Service:
                 steps = tuple(self.asv.step_regressions())
             except ResultsError as exc:
                 self._say(f"asv step detection unavailable: {exc}")
-        held = {h: frozenset(json.loads(raw)) for h in results
-                if (raw := self.state.get_meta(_confirm_series_key(profile, h)))}
+        held = {h: series for h in results
+                if (series := self.state.held_series(profile, h)) is not None}
         decision = decide(Evidence(
             run=RunInfo(run.commit_hash, run.branch, profile, run.kind), machine=machine,
             machine_name=self.cfg.asv.machine, premerge=profile == self.cfg.profiles.premerge,
             history=tuple(history), status=status, results=results,
             baselines=load_baselines(self.cfg.baselines_dir), judge=self.cfg.judge,
             steps=steps, held=held,
-            confirmed=frozenset(h for h in results
-                                if self.state.get_meta(_confirmed_key(profile, h))),
+            confirmed=frozenset(h for h in results if self.state.is_confirmed(profile, h)),
             open_alerts=tuple(
                 OpenAlert(a["key"], a["kind"], a["benchmark"], a["bad_commit"], a["before"],
                           a["detail"]) for a in self.state.open_alerts(series=machine)
             ) if near.newest else ()))
-        for b in decision.bisect:
-            info = self.state.commit_info(b.commit)
-            if self.state.enqueue(b.commit, run.branch, profile, "bisect",
-                                  int(info["date"]) if info else 0):
+        self._apply(decision, run, history, result, machine)
+        return decision.findings
+
+    def _apply(self, decision: Decision, run: Run, history: list[str], result: ResultFile,
+               machine: str) -> None:
+        """Apply a decision: everything it writes (bisections and a confirmation queued,
+        alerts opened with their messages, alerts closed, recoveries with their notes)
+        in one transaction, prepared before (plots, texts) and said after."""
+        conf = decision.confirmation
+        alerts = [(f, self._alert_record(f, history)) for f in decision.alerts
+                  if not self.state.is_open(f.key)]  # already open: one regression, one alert
+        recoveries = [self._recovery_note(r, result, machine) for r in decision.recoveries]
+        applied = self.state.apply(Judgement(
+            run.branch, run.profile,
+            bisect=tuple((b.commit, self._date(b.commit)) for b in decision.bisect),
+            confirmation=None if conf is None else (
+                conf.bad, conf.base, {h: self._date(h) for h in (conf.base, conf.bad) if h},
+                frozenset(conf.series)),
+            alerts=tuple(a for _, a in alerts), close_silently=tuple(decision.close_silently),
+            recoveries=tuple((r.alert.key, m) for r, m in zip(decision.recoveries, recoveries,
+                                                              strict=True))))
+        for b, queued in zip(decision.bisect, applied.bisected, strict=True):
+            if queued:
                 self._say(b.note)
         for note in decision.notes:
             self._say(note)
-        if decision.confirmation is not None:
-            self._queue_confirmation(decision.confirmation, run.branch, profile)
-        for f in decision.alerts:
-            self._alert(f, run.branch, history)
-        for key in decision.close_silently:
-            self.state.close_alert(key)
-        self._recoveries(decision.recoveries, result, machine)
-        return decision.findings
+        if conf is not None and any(applied.confirmation):  # else: already queued
+            self._say_confirmation(conf)
+        for (_f, a), opened in zip(alerts, applied.opened, strict=True):
+            if opened and a.message is not None:
+                self.stats.alerts += 1
+                self._say(a.message[2]["text"])
+        for (_key, _kind, recovery), closed in zip(recoveries, applied.recovered, strict=True):
+            if closed:
+                self._say(recovery["text"])
+
+    def _date(self, commit: str) -> int:
+        info = self.state.commit_info(commit)
+        return int(info["date"]) if info else 0
 
     def _history(self, branch: str) -> list[str]:
         """The branch's first-parent commits, oldest first."""
         return [c.hash for c in reversed(self.repo.first_parent(branch, limit=HISTORY_WINDOW))]
 
-    def _paired_check(self, run: Run) -> None:
+    def _side_by_side_check(self, run: Run) -> None:
         """Run ``run``'s commit side by side with its parent; when a point regresses, run
         it again (fresh processes) and alert the points that regressed both times. Done
-        once per commit (``paired:`` meta); a crash before that repeats it."""
-        key = f"paired:{run.commit_hash}"
-        if self.state.get_meta(key):
+        once per commit (its verdict is stored); a crash before that repeats it."""
+        if self.state.side_by_side_verdict(run.commit_hash) is not None:
             return
         b = run.commit_hash
         try:
             a = self.repo.parent(b)
-            if not a or not (self.paired.applies(a) and self.paired.applies(b)):
-                self.state.set_meta(key, json.dumps({"skipped": "no toolserver to compare"}))
+            if not a or not (self.side_by_side.applies(a) and self.side_by_side.applies(b)):
+                self.state.record_side_by_side(b, {"skipped": "no toolserver to compare"})
                 return
             project = self.asv.benchmark_dir().parent
             self._say(f"side by side: {a[:8]} (parent) vs {run.short}, "
-                      f"{self.cfg.paired.rounds} paired rounds per point "
-                      f"({self.cfg.paired.points})")
-            runs = [self.paired.run(a, b, project_dir=project)]
-            self._say_paired(runs[0])
+                      f"{self.cfg.side_by_side.rounds} paired rounds per point "
+                      f"({self.cfg.side_by_side.points})")
+            runs = [self.side_by_side.run(a, b, project_dir=project)]
+            self._say_side_by_side(runs[0])
             if runs[0].regressed():
                 self._say(f"{run.short}: {', '.join(p.point for p in runs[0].regressed())} "
                           "regressed side by side; running it again to confirm")
-                runs.append(self.paired.run(a, b, project_dir=project))
-                self._say_paired(runs[1])
-        except (PairedError, GitError, AsvError) as exc:
+                runs.append(self.side_by_side.run(a, b, project_dir=project))
+                self._say_side_by_side(runs[1])
+        except (SideBySideError, GitError, AsvError) as exc:
             self._say(f"side-by-side check of {run.short} unavailable: {exc}")
             return
         both = [(p, q) for p in runs[0].regressed() for q in runs[-1].regressed()
@@ -486,50 +518,40 @@ class Service:
                       "clean); no alert")
         history = self._history(run.branch)
         for first, second in both:
-            self._alert(self._paired_finding(run, a, first, second), run.branch, history)
-        self.state.set_meta(key, json.dumps([[p.__dict__ for p in r.points] for r in runs]))
+            self._alert(self._side_by_side_finding(run, a, first, second), run.branch, history)
+        self.state.record_side_by_side(b, [[p.__dict__ for p in r.points] for r in runs])
 
-    def _say_paired(self, result: PairedResult) -> None:
+    def _say_side_by_side(self, result: SideBySideResult) -> None:
         self._say(f"side by side {result.a[:8]} vs {result.b[:8]} ({result.seconds:.0f}s): "
                   + "; ".join(p.text() for p in result.points))
 
-    def _paired_finding(self, run: Run, parent: str, first: PointVerdict,
+    def _side_by_side_finding(self, run: Run, parent: str, first: PointVerdict,
                         second: PointVerdict) -> Finding:
         benchmark, params = SERIES_OF_POINT.get(first.point, (first.series, ()))
         plot_series = bench_id(benchmark, params)
         cpu = [(p.cpu_a, p.cpu_b) for p in (first, second) if p.cpu_a and p.cpu_b]
         before = sum(x for x, _ in cpu) / len(cpu) if cpu else None
         after = sum(y for _, y in cpu) / len(cpu) if cpu else 0.0
-        cfg = self.cfg.paired
+        cfg = self.cfg.side_by_side
         crossed = (f"+{cfg.threshold:.0%} side by side with the parent in two runs (sign "
                    f"test alpha {cfg.alpha:g} each): {first.text()}; then {second.text()}")
         return Finding(
-            "paired", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
+            "side_by_side", self.asv.machine_for(run.profile), run.profile, first.series, benchmark,
             params, "µs", parent, run.commit_hash, before, after,
             crossed, extra={"plot_series": plot_series,
                             "significance": f"paired rounds, sign test p={first.p:.3g} and "
                                             f"p={second.p:.3g} in two runs",
                             "ratios": f"{first.ratio} {second.ratio}"})
 
-    def _queue_confirmation(self, conf: Confirmation, branch: str, profile: str) -> None:
-        """Interleaved confirmation (A B A B): queue the last good commit A again
+    def _say_confirmation(self, conf: Confirmation) -> None:
+        """Interleaved confirmation (A B A B): the last good commit A is queued again
         (``confirm-base``, priority above ``confirm``) and then the suspect B (``confirm``),
         so B's fresh result is judged against A's fresh result measured right before it
         (asv keeps one result per commit and machine: the new ones replace the old). A
         disturbance of the machine that outlasts B's first measurement then slows A's
         re-measurement as well instead of confirming B. Without a measured good commit, B
         alone is measured again."""
-        bad, base = conf.bad, conf.base
-        self.state.set_meta(_confirm_series_key(profile, bad), json.dumps(sorted(conf.series)))
-        dates = {}
-        for h in (base, bad):
-            info = self.state.commit_info(h) if h else None
-            dates[h] = int(info["date"]) if info else 0
-        queued_base, queued_bad = self.state.enqueue_confirmation(
-            bad, base, branch, profile, dates, meta_key=_confirm_base_key(profile, bad))
-        if not (queued_base or queued_bad):
-            return  # already queued (a judgement repeated after a restart)
-        group = list(conf.findings)
+        bad, base, group = conf.bad, conf.base, list(conf.findings)
         if base:
             self._say(f"{names(group)} at {bad[:8]}; re-measuring {base[:8]} (last good) "
                       f"then {bad[:8]} to confirm before alerting")
@@ -539,7 +561,7 @@ class Service:
 
     def _say_confirmation_base(self, run: Run) -> None:
         """Before a confirmation is judged: say what the suspect is judged against."""
-        base = self.state.get_meta(_confirm_base_key(run.profile, run.commit_hash))
+        base = self.state.confirm_base(run.profile, run.commit_hash)
         if not base:
             return
         r = self.state.run_for(base, run.profile)
@@ -556,20 +578,25 @@ class Service:
         repeated after the restart then alerts)."""
         if self.state.is_open(f.key):
             return  # already open: one regression, one alert
+        a = self._alert_record(f, history)
+        if not self.state.open_alert(a.key, a.kind, a.series, a.benchmark, good=a.good,
+                                     bad=a.bad, before=a.before, after=a.after,
+                                     detail=a.detail, message=a.message):
+            return
+        self.stats.alerts += 1
+        self._say(a.message[2]["text"] if a.message else a.key)
+
+    def _alert_record(self, f: Finding, history: list[str]) -> AlertRecord:
+        """The alert of a finding with its message (and its plot, rendered now)."""
         good, bad = self._commit(f.good), self._commit(f.bad)
         link = graph_link(self.site_url, f.benchmark, f.params, f.machine,
                           (f.good, f.bad) if f.good else ("", f.bad))
         plot, plot_url = self._plot(f, history)
         msg = messages.regression(f, good=good, bad=bad, link=link, plot=plot,
                                   plot_url=plot_url)
-        if not self.state.open_alert(f.key, f.kind, f.machine, f.bench, good=f.good,
-                                     bad=f.bad, before=f.before, after=f.after,
-                                     detail={"benchmark": f.benchmark, "params": f.params,
-                                             "unit": f.unit, **f.extra},
-                                     message=(f"alert|{f.key}|{f.bad}", "regression", msg)):
-            return
-        self.stats.alerts += 1
-        self._say(msg["text"])
+        return AlertRecord(f.key, f.kind, f.machine, f.bench, f.good, f.bad, f.before, f.after,
+                           {"benchmark": f.benchmark, "params": f.params, "unit": f.unit,
+                            **f.extra}, (f"alert|{f.key}|{f.bad}", "regression", msg))
 
     def _plot(self, f: Finding, history: list[str]) -> tuple[str | None, str | None]:
         status = self.state.status_of(f.profile)
@@ -601,22 +628,17 @@ class Service:
             return None, None
         return str(path), f"{self.site_url.rstrip('/')}/_plots/{name}"
 
-    def _recoveries(self, recoveries: list[Recovery], result: ResultFile, machine: str) -> None:
-        """Close the alerts whose series is back and send the note: the close and its note
-        commit in one transaction (once: the close)."""
-        for r in recoveries:
-            alert = r.alert
-            detail: dict[str, Any] = dict(alert.detail)
-            params = tuple(tuple(p) for p in detail.get("params", []))
-            link = graph_link(self.site_url, str(detail.get("benchmark", alert.series)),
-                              params,  # type: ignore[arg-type]
-                              machine, (alert.bad, result.commit))
-            msg = messages.recovery(alert.series, machine, alert.kind, r.value, r.unit,
-                                    r.reference, self._commit(result.commit),
-                                    result.commit, link)
-            if self.state.close_alert(alert.key, message=(
-                    f"recovery|{alert.key}|{result.commit}", "recovery", msg)):
-                self._say(msg["text"])
+    def _recovery_note(self, r: Recovery, result: ResultFile, machine: str) -> Message:
+        """The note that closes an alert whose series is back (sent once: the close)."""
+        alert = r.alert
+        detail: dict[str, Any] = dict(alert.detail)
+        params = tuple(tuple(p) for p in detail.get("params", []))
+        link = graph_link(self.site_url, str(detail.get("benchmark", alert.series)),
+                          params,  # type: ignore[arg-type]
+                          machine, (alert.bad, result.commit))
+        msg = messages.recovery(alert.series, machine, alert.kind, r.value, r.unit,
+                                r.reference, self._commit(result.commit), result.commit, link)
+        return (f"recovery|{alert.key}|{result.commit}", "recovery", msg)
 
     def _maybe_summary(self, kind: str) -> None:
         profile = self.cfg.profiles.nightly if kind == "nightly" else self.cfg.profiles.soak
@@ -624,14 +646,12 @@ class Service:
             return
         if any(r.kind == kind for r in self.state.runs(status="running", profile=profile)):
             return
-        batch = self.state.get_meta(f"batch:{kind}") or "manual"
+        batch, heads = self.state.batch(kind)
+        batch = batch or "manual"
         rows = []
         limits: dict[str, list[messages.LimitVerdict]] = {}
         notes: list[str] = []
-        try:  # the heads the batch queued (commits may land during a 95-minute run)
-            heads = dict(json.loads(self.state.get_meta(f"batch-heads:{kind}") or "{}"))
-        except (ValueError, TypeError):
-            heads = {}
+        # the heads the batch queued (commits may land during a 95-minute run)
         for branch in self.cfg.repository.branches:
             head_hash = heads.get(branch)
             if not head_hash:
@@ -692,20 +712,6 @@ class Service:
             "outbox_dead": [i.__dict__ for i in self.state.outbox_all("dead")],
             "dispatch": self.dispatcher.status(self),
         }
-
-
-def _confirmed_key(profile: str, commit: str) -> str:
-    return f"confirmed:{profile}:{commit}"
-
-
-def _confirm_base_key(profile: str, commit: str) -> str:
-    """Meta: the good commit re-measured before ``commit``'s confirmation ("" if none)."""
-    return f"confirm-base:{profile}:{commit}"
-
-
-def _confirm_series_key(profile: str, commit: str) -> str:
-    """Meta: the series (JSON list) whose regression at ``commit`` awaits confirmation."""
-    return f"confirm-series:{profile}:{commit}"
 
 
 def soak_verdicts(document: Path) -> list[str]:

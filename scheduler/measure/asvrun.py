@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import quiet
-from .children import child_env, groups_of, kill_group, kill_orphan_group
-from .config import Config
-from .offline_site import OfflineSiteError, make_offline
-from .results import Measurement, ResultFile, ResultsError, StepRegression
+from ..children import child_env, groups_of, kill_group, kill_orphan_group
+from ..config import Config
+from ..publish.offline_site import OfflineSiteError, make_offline
+from ..results import Measurement, ResultFile, ResultsError, StepRegression
+from . import idle
 
 
 class AsvError(Exception):
@@ -237,7 +237,7 @@ class AsvProject:
 
         # figures taken on a busy machine are slower for reasons that are not the commit:
         # say so in the log (and the nightly summary), do not refuse to measure
-        for warning in quiet.check(0.5).warnings:
+        for warning in idle.check(0.5).warnings:
             emit(f"{NOT_IDLE}{warning}")
 
         done = threading.Event()

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..results import format_value
+from ..store.state import State
 from .offline_site import PUBLISHED_VENDOR, add_nav, install_vendor
 from .plot import plot_name
-from .results import format_value
 from .site import PAGES, graph_link
-from .state import State
 
 PAGE = "alerts.html"
 BOOTSTRAP_CSS = f"{PUBLISHED_VENDOR}/bootstrap-3.1.1/css/bootstrap.min.css"
@@ -40,7 +40,7 @@ LOG_TAIL_CHARS = 3000
 KIND_TITLES = {"history": "regression against the recent history",
                "baseline": "slower than the blessed baseline",
                "limit": "limit breached",
-               "paired": "regression side by side with the parent"}
+               "side_by_side": "regression side by side with the parent"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class CommitRef:
 
 @dataclass(frozen=True)
 class AlertView:
-    kind: str  # history | baseline | limit | paired
+    kind: str  # history | baseline | limit | side_by_side
     status: str  # open | closed
     series: str  # benchmark id with its parameters
     machine: str  # asv machine (<machine>-<profile>)
@@ -131,7 +131,7 @@ def collect(state: State, plots_dir: Path, *, now: float | None = None) -> Alert
                       key=lambda r: r.finished_at or 0, reverse=True)[:FINISHED_SHOWN]
     summaries = []
     for kind in ("nightly", "soak"):
-        said = state.outbox_with_prefix(f"summary|{kind}|")  # Service._maybe_summary's key
+        said = state.outbox_with_prefix(f"summary|{kind}|")  # Pipeline._maybe_summary's key
         if said:
             created, item = said[-1]
             summaries.append(SummaryView(kind, created, str(item.payload.get("text", "")),
@@ -147,7 +147,7 @@ def collect(state: State, plots_dir: Path, *, now: float | None = None) -> Alert
 def _alert_view(state: State, a: dict[str, Any], ref: Any, plots_dir: Path) -> AlertView:
     detail: dict[str, Any] = a["detail"]
     unit = str(detail.get("unit", ""))
-    # what the alert said when it was sent (Service._alert's and _recoveries' keys)
+    # what the alert said when it was sent (Pipeline._alert's and _recoveries' keys)
     said = state.outbox_with_prefix(f"alert|{a['key']}|")
     sent = next((item.payload for _t, item in reversed(said)
                  if item.key == f"alert|{a['key']}|{a['bad_commit']}"),

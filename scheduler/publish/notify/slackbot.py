@@ -41,7 +41,7 @@ from slack_sdk.http_retry.jitter import RandomJitter
 from ..mrkdwn import escape
 from .base import DeliveryError, Progress
 
-log = logging.getLogger("scheduler.notify")
+log = logging.getLogger("scheduler.publish.notify")
 
 # Errors where retrying cannot help; everything else is retried by the outbox.
 FATAL_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked",

@@ -8,7 +8,7 @@ failed first. The capacity scenario keeps every step of its searches in its docu
 module draws the newest document of each profile into ``html/capacity.html`` (plots in
 ``html/capacity/``).
 
-Linked from asv's navigation bar as "Capacity" (``scheduler/site.py`` ``PAGES``), and
+Linked from asv's navigation bar as "Capacity" (``scheduler/publish/site.py`` ``PAGES``), and
 back to the site.
 """
 

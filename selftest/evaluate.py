@@ -3,13 +3,13 @@ which ones the service names, at which commit, and what it says about neutral co
 
 ``python -m scheduler evaluate`` copies this project into a new git repository and
 builds a history on top of it: neutral commits (documentation, comments, unused code)
-with planted regressions between them (see :mod:`scheduler.plant`), each sized from a
+with planted regressions between them (see :mod:`selftest.plant`), each sized from a
 measurement of the base commit so that "+10 % CPU per message" means 10 % on this
-machine. It then runs the daemon's real detection path — :class:`~scheduler.service.
-Service` measuring every commit with the premerge profile, judging each against its
+machine. It then runs the daemon's real detection path — :class:`~scheduler.pipeline.
+Pipeline` measuring every commit with the premerge profile, judging each against its
 measured neighbours with the thresholds in ``baselines/noise.toml``, asv's step
 detection, the re-measurement of wall-clock findings, the side-by-side check against the
-parent when ``[paired]`` is on, one alert per regression into the outbox — and reads back
+parent when ``[side_by_side]`` is on, one alert per regression into the outbox — and reads back
 what would have been posted. Limits and
 blessed baselines are left out (they judge absolute values, not commits).
 """
@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scheduler.config import Config, RepositoryConfig, SlackConfig
+from scheduler.measure.idle import check as check_idle
+from scheduler.pipeline import Pipeline
+from scheduler.policy.thresholds import Threshold, threshold_for
+from scheduler.store.baselines import dump_tables, load_baselines
+
 from . import plant as P
-from .baselines import dump_tables, load_baselines
-from .config import Config, RepositoryConfig, SlackConfig
-from .policy.thresholds import Threshold, threshold_for
-from .quiet import check as check_quiet
-from .service import Service
 
 #: The scenarios the planted regressions act on (overload and soak are left out: they
 #: take longest and no plant targets them).
@@ -139,7 +140,7 @@ class Outcome:
     plant: P.Plant | None  # None: the base
     alerts: list[dict[str, str]] = field(default_factory=list)
     #: the side-by-side check's runs against the parent (point verdicts per run)
-    paired: list[list[dict[str, Any]]] = field(default_factory=list)
+    side_by_side: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def caught(self) -> bool:
@@ -160,7 +161,7 @@ class Evaluation:
     seconds: float
     warnings: list[str]
     failures: list[str]
-    paired_rule: str = ""  # what the side-by-side check calls a regression ("" if off)
+    side_by_side_rule: str = ""  # what the side-by-side check calls a regression ("" if off)
     units: dict[str, str] = field(default_factory=dict)  # series -> unit
 
     @property
@@ -204,16 +205,16 @@ class Evaluation:
             lines.append(f"  {_short_series(series):<60} {note:<22} ({thr.source}; "
                          f"base {base:.4g})" if base is not None else
                          f"  {_short_series(series):<60} {note:<22} ({thr.source})")
-        if self.paired_rule:
-            lines.append(f"  {'side by side with the parent (paired.*)':<60} "
-                         f"{self.paired_rule}")
+        if self.side_by_side_rule:
+            lines.append(f"  {'side by side with the parent (side_by_side.*)':<60} "
+                         f"{self.side_by_side_rule}")
             lines += ["", "side by side with the parent, b/a per point (b higher in n of "
                       "the rounds; a second run only when the first flags):"]
             for o in self.outcomes:
-                if o.paired:
+                if o.side_by_side:
                     runs = " | ".join("; ".join(
                         f"{p['point']} {_ratio(p['ratio'])} ({p['higher']}/{p['rounds']})"
-                        + ("*" if p["regression"] else "") for p in run) for run in o.paired)
+                        + ("*" if p["regression"] else "") for p in run) for run in o.side_by_side)
                     name = o.plant.name if o.plant else "base"
                     lines.append(f"  {o.index:>2} {o.commit[:8]} {name:<16} {runs}")
             lines.append("  (* = regressed in that run; alerted only when both runs say so)")
@@ -242,9 +243,9 @@ class Evaluation:
                 "description": o.plant.description if o.plant else "",
                 "neutral": o.plant.neutral if o.plant else True,
                 "expected": list(o.plant.expect) if o.plant else [],
-                "caught": o.caught, "alerts": o.alerts, "paired": o.paired,
+                "caught": o.caught, "alerts": o.alerts, "side_by_side": o.side_by_side,
             } for o in self.outcomes],
-            "paired_rule": self.paired_rule,
+            "side_by_side_rule": self.side_by_side_rule,
         }
 
 
@@ -300,7 +301,7 @@ def evaluation_config(cfg: Config, workdir: Path, repo: Path, *, bench: str) -> 
     )
 
 
-def _alerts(svc: Service) -> dict[str, list[dict[str, str]]]:
+def _alerts(svc: Pipeline) -> dict[str, list[dict[str, str]]]:
     """Regression alerts in the outbox, by first bad commit."""
     out: dict[str, list[dict[str, str]]] = {}
     for item in svc.state.outbox_all():
@@ -327,7 +328,7 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
     started = time.monotonic()
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="scheduler-evaluate-")) if workdir is None else workdir
-    warnings = list(check_quiet().warnings)
+    warnings = list(check_idle().warnings)
     for w in warnings:
         say(f"warning: machine not idle: {w}")
     try:
@@ -338,12 +339,12 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
         ecfg = evaluation_config(cfg, work, repo, bench=bench)
         ecfg = dataclasses.replace(ecfg, profiles=dataclasses.replace(
             ecfg.profiles, premerge=profile))
-        svc = Service(ecfg, verbose=True)
+        svc = Pipeline(ecfg, verbose=True)
         failures: list[str] = []
         try:
             say(f"measuring the base commit {base[:8]} to size the plants")
             svc.enqueue_range(base, kind="backfill")
-            svc.drain()
+            svc.measure_queued()
             result = svc.asv.result_for(base, profile)
             if result is None:
                 raise RuntimeError(f"the base commit {base[:8]} could not be measured: "
@@ -368,13 +369,12 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
                 say(f"  commit {i:>2} {sha[:8]} {p.name}: {p.description}")
             queued = svc.poll()
             say(f"measuring {queued} commits with profile {profile} (newest first)")
-            svc.drain()
+            svc.measure_queued()
             by_commit = _alerts(svc)
             for o in outcomes:
                 o.alerts = by_commit.get(o.commit, [])
-                raw = svc.state.get_meta(f"paired:{o.commit}")
-                runs = json.loads(raw) if raw else []
-                o.paired = runs if isinstance(runs, list) else []  # else: skipped
+                runs = svc.state.side_by_side_verdict(o.commit)
+                o.side_by_side = runs if isinstance(runs, list) else []  # else: skipped/none
             for run in svc.state.runs(status="failed"):
                 failures.append(f"{run.short} failed to measure")
             baselines = load_baselines(ecfg.baselines_dir)
@@ -390,7 +390,8 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
         return Evaluation(profile=profile, machine=ecfg.asv.machine, bench=bench,
                           outcomes=outcomes, thresholds=thresholds, base_values=base_values,
                           seconds=time.monotonic() - started, warnings=warnings,
-                          failures=failures, paired_rule=_paired_rule(ecfg), units=units)
+                          failures=failures, side_by_side_rule=_side_by_side_rule(ecfg),
+                          units=units)
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
@@ -400,12 +401,12 @@ def _ratio(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "n/a"
 
 
-def _paired_rule(cfg: Config) -> str:
-    p = cfg.paired
+def _side_by_side_rule(cfg: Config) -> str:
+    p = cfg.side_by_side
     if not p.enabled:
         return ""
     return (f">= {p.threshold:.0%} median b/a with sign test p < {p.alpha:g}, in two runs "
-            f"of {p.rounds} rounds ([paired])")
+            f"of {p.rounds} rounds ([side_by_side])")
 
 
 def _interleave(neutral: list[P.Plant], planted: list[P.Plant]) -> list[P.Plant]:

@@ -19,8 +19,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .policy.criteria import Baseline, Baselines, Limit, MinChange, Noise
-from .results import ResultFile
+from ..policy.criteria import Baseline, Baselines, Limit, MinChange, Noise
+from ..results import ResultFile
 
 
 class BaselinesError(Exception):

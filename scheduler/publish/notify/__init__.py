@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import SlackConfig
+from ...config import SlackConfig
 from .base import DeliveryError, Notifier
 
 __all__ = ["DeliveryError", "Notifier", "make_notifier"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .results import format_value
+from ..results import format_value
 
 
 def plot_name(alert_key: str) -> str:

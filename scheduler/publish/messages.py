@@ -5,7 +5,7 @@ restart sends exactly what would have been sent, and the console backend prints 
 content. Slack limits (50 blocks, 3000 characters per section) are respected here.
 
 Everything in the blocks that comes from a commit (subject, author), a log or an error is
-escaped for Slack's mrkdwn (``scheduler.mrkdwn.escape``): a subject ``<!channel>`` or ``<http://evil|ok>``
+escaped for Slack's mrkdwn (``scheduler.publish.mrkdwn.escape``): a subject ``<!channel>`` or ``<http://evil|ok>``
 must show as typed, not page the channel or hide a link. ``text`` and ``details`` stay
 plain text (the console prints them); the Slack backends escape ``text`` when they send it.
 """
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .baselines import Baselines
-from .gitrepo import Commit
+from ..measure.gitrepo import Commit
+from ..policy.compare import Finding
+from ..results import ResultFile, format_value
+from ..store.baselines import Baselines
 from .mrkdwn import escape, mrkdwn_link
-from .policy.compare import Finding
-from .results import ResultFile, format_value
 
 SECTION_MAX = 2900
 
@@ -44,7 +44,7 @@ def regression(f: Finding, *, good: Commit | None, bad: Commit | None, link: str
     """A regression / limit / baseline alert."""
     title = {"history": "Performance regression", "baseline": "Slower than blessed baseline",
              "limit": "Limit breached",
-             "paired": "Performance regression (side by side with the parent)"}[f.kind]
+             "side_by_side": "Performance regression (side by side with the parent)"}[f.kind]
     before = format_value(f.before, f.unit)
     after = format_value(f.after, f.unit)
     pct = ""

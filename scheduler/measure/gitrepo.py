@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .redact import redact_url
+from ..redact import redact_url
 
 
 class GitError(Exception):

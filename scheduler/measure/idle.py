@@ -1,4 +1,4 @@
-"""Is the machine quiet enough to measure? A check before calibration and evaluation runs.
+"""Is the machine idle enough to measure? A check before calibration and evaluation runs.
 
 Measurements taken while something else burns CPU are slower for reasons that have
 nothing to do with the commit. The check does not refuse to run (a shared CI machine is
@@ -20,7 +20,7 @@ BUSY_PROCESS_PERCENT = 20.0
 
 
 @dataclass(frozen=True)
-class Quietness:
+class Idleness:
     """What the check saw."""
 
     load_1m: float
@@ -37,11 +37,11 @@ class Quietness:
         return out
 
     @property
-    def quiet(self) -> bool:
+    def idle(self) -> bool:
         return not self.warnings
 
 
-def check(interval_s: float = 1.0) -> Quietness:
+def check(interval_s: float = 1.0) -> Idleness:
     """Sample other processes' CPU for ``interval_s`` and read the load average."""
     me = os.getpid()
     mine = {me} | {p.pid for p in psutil.Process(me).children(recursive=True)}
@@ -64,7 +64,7 @@ def check(interval_s: float = 1.0) -> Quietness:
         if pct > BUSY_PROCESS_PERCENT:
             busy.append((pct, f"{proc.info['name']}({proc.pid}) {pct:.0f}%"))
     busy.sort(reverse=True)
-    return Quietness(
+    return Idleness(
         load_1m=os.getloadavg()[0],
         cores=psutil.cpu_count() or 1,
         busy=tuple(text for _, text in busy[:5]),

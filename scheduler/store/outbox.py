@@ -20,10 +20,10 @@ import threading
 import time
 from typing import Any
 
-from .notify.base import DeliveryError, Notifier
+from ..publish.notify.base import DeliveryError, Notifier
 from .state import State
 
-log = logging.getLogger("scheduler.outbox")
+log = logging.getLogger("scheduler.store.outbox")
 
 
 def backoff_s(attempts: int) -> float:

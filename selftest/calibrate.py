@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .asvrun import AsvProject
-from .baselines import dump_tables, load_baselines
-from .config import Config
-from .gitrepo import GitRepo
-from .quiet import check as check_quiet
-from .results import Measurement
+from scheduler.config import Config
+from scheduler.measure.asvrun import AsvProject
+from scheduler.measure.gitrepo import GitRepo
+from scheduler.measure.idle import check as check_idle
+from scheduler.results import Measurement
+from scheduler.store.baselines import dump_tables, load_baselines
 
 #: Below this a change is not worth an alert, however steady the figure.
 FLOOR = 0.03
@@ -63,7 +63,7 @@ TRIM_FROM = 5
 UNSTABLE_ABOVE = 0.5
 
 NOISE_HEADER = """Measured noise per series: thresholds derived from run-to-run spread.
-Written by `python -m scheduler calibrate` (see scheduler/calibrate.py for the rule);
+Written by `python -m scheduler calibrate` (see selftest/calibrate.py for the rule);
 entries of other machines/profiles are kept. May be edited by hand: a hand-set
 threshold wins until the next calibration of that machine and profile.
 See baselines/README.md."""
@@ -276,7 +276,7 @@ def calibrate(cfg: Config, *, commit: str = "HEAD", runs: int = 5, profile: str 
     repo.fetch()
     sha = repo.resolve(commit)
     project = AsvProject(scratch, repo.path)
-    quiet = check_quiet()
+    quiet = check_idle()
     warnings = list(quiet.warnings)
     for w in warnings:
         say(f"warning: machine not idle: {w}")
@@ -303,7 +303,7 @@ def calibrate(cfg: Config, *, commit: str = "HEAD", runs: int = 5, profile: str 
         (reports / f"run{i + 1}.json").write_bytes(result.path.read_bytes())
         results.append(list(result.measurements))
         say(f"  run {i + 1} done in {seconds[-1]:.0f} s ({len(result.measurements)} series)")
-    late = check_quiet(0.5)
+    late = check_idle(0.5)
     warnings += [f"after the runs: {w}" for w in late.warnings]
     return Calibration(commit=sha, machine=cfg.asv.machine, profile=profile, runs=runs,
                        bench=bench or "",

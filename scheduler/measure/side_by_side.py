@@ -37,15 +37,15 @@ from typing import Any
 
 from benchmarks.load.versus import point_name, sign_test_p
 
-from .children import child_env, groups_of, kill_group, kill_orphan_group
-from .config import PairedConfig
+from ..children import child_env, groups_of, kill_group, kill_orphan_group
+from ..config import SideBySideConfig
 
 #: After SIGTERM, versus stops both servers (each drains for up to 15 s) and removes its
 #: worktrees; it gets this long before SIGKILL.
 STOP_GRACE_S = 40.0
 
 
-class PairedError(Exception):
+class SideBySideError(Exception):
     """The side-by-side check could not run (no toolserver at a commit, crashed, timed
     out); the commit is judged by asv alone."""
 
@@ -86,9 +86,9 @@ class PointVerdict:
 
     @property
     def series(self) -> str:
-        """The id of the side-by-side series, e.g. ``paired.server_cpu_per_message(10x1)``."""
+        """The id of the side-by-side series, e.g. ``side_by_side.server_cpu_per_message(10x1)``."""
         what = "connection" if self.point.startswith("churn") else "message"
-        return f"paired.server_cpu_per_{what}(tool='{self.tool}', point='{self.point}')"
+        return f"side_by_side.server_cpu_per_{what}(tool='{self.tool}', point='{self.point}')"
 
     def text(self) -> str:
         tpm = ""
@@ -106,7 +106,7 @@ def _num(value: float | None) -> str:
 
 
 @dataclass(frozen=True)
-class PairedResult:
+class SideBySideResult:
     """One side-by-side run of parent ``a`` and commit ``b``."""
 
     a: str
@@ -119,8 +119,8 @@ class PairedResult:
 
 
 def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
-                 threshold: float = 0.05, alpha: float = 0.06) -> PairedResult:
-    """Read ``versus --commits --json`` output; ``PairedError`` if it is not one. The time
+                 threshold: float = 0.05, alpha: float = 0.06) -> SideBySideResult:
+    """Read ``versus --commits --json`` output; ``SideBySideError`` if it is not one. The time
     per message is judged here, from the rounds' msg/s, with ``threshold`` and ``alpha``."""
     try:
         if doc.get("mode") != "commits":
@@ -146,8 +146,8 @@ def parse_versus(doc: dict[str, Any], a: str, b: str, seconds: float = 0.0, *,
                 tpm_p=round(t_p, 4),
                 tpm_regression=t_ratio is not None and t_ratio > 1 + threshold and t_p < alpha))
     except (KeyError, TypeError, ValueError) as exc:
-        raise PairedError(f"unreadable versus result: {exc!r}") from None
-    return PairedResult(a, b, tuple(points), seconds)
+        raise SideBySideError(f"unreadable versus result: {exc!r}") from None
+    return SideBySideResult(a, b, tuple(points), seconds)
 
 
 #: In the command line of a side-by-side run (how a restarted daemon recognises one).
@@ -157,14 +157,14 @@ MARKER = b"benchmarks.load.versus"
 Started = Callable[[int | None, str], None]
 
 
-class PairedRunner:
+class SideBySideRunner:
     """Runs ``versus --commits`` as a child process group that :meth:`abandon` can stop.
 
     ``started`` learns the group id and the work directory (worktrees, result) of each
     run, so that a daemon killed with SIGKILL can be cleaned up after by the next start
     (:meth:`kill_orphan`). ``pass_env``: see ``scheduler.children.child_env``."""
 
-    def __init__(self, cfg: PairedConfig, *, repo: Path, pass_env: tuple[str, ...] = (),
+    def __init__(self, cfg: SideBySideConfig, *, repo: Path, pass_env: tuple[str, ...] = (),
                  started: Started | None = None) -> None:
         self.cfg = cfg
         self.repo = repo
@@ -182,13 +182,13 @@ class PairedRunner:
         return proc.returncode == 0
 
     def run(self, a: str, b: str, *, project_dir: Path,
-            progress: Callable[[str], None] | None = None) -> PairedResult:
+            progress: Callable[[str], None] | None = None) -> SideBySideResult:
         """One side-by-side run of ``a`` (parent) and ``b`` with the instrument in
-        ``project_dir`` (where ``benchmarks`` is importable from); raises ``PairedError``."""
+        ``project_dir`` (where ``benchmarks`` is importable from); raises ``SideBySideError``."""
         # the work directory is known to the state before anything runs in it, and
         # removed before the state forgets it: a daemon killed at any point leaves nothing
         # the next start cannot find (kill_orphan)
-        tmp = tempfile.mkdtemp(prefix="scheduler-paired-")
+        tmp = tempfile.mkdtemp(prefix="scheduler-side-by-side-")
         if self.started:
             self.started(0, tmp)
         try:
@@ -199,7 +199,7 @@ class PairedRunner:
                 self.started(None, "")
 
     def _run(self, a: str, b: str, tmp: str, *, project_dir: Path,
-             progress: Callable[[str], None] | None) -> PairedResult:
+             progress: Callable[[str], None] | None) -> SideBySideResult:
         """``run`` in the work directory ``tmp``."""
         out = Path(tmp) / "versus.json"
         cmd = [sys.executable, "-m", "benchmarks.load.versus", "--commits", a, b,
@@ -213,13 +213,13 @@ class PairedRunner:
         t0 = time.monotonic()
         with self._lock:
             if self._stopping:
-                raise PairedError("abandoned (shutdown)")
+                raise SideBySideError("abandoned (shutdown)")
             try:
                 proc = subprocess.Popen(cmd, cwd=project_dir, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True, errors="replace")
             except OSError as exc:
-                raise PairedError(f"cannot start versus: {exc}") from None
+                raise SideBySideError(f"cannot start versus: {exc}") from None
             self._proc = proc
         if self.started:
             self.started(proc.pid, tmp)
@@ -244,15 +244,15 @@ class PairedRunner:
             self._remove_worktrees(Path(tmp) / "worktrees")
         seconds = time.monotonic() - t0
         if self._stopping:
-            raise PairedError("abandoned (shutdown)")
+            raise SideBySideError("abandoned (shutdown)")
         if rc not in (0, 1) or not out.is_file():
             why = "timed out" if seconds >= self.cfg.timeout_s else f"exit {rc}"
             tail = "".join(lines[-5:]).strip()
-            raise PairedError(f"versus {a[:8]} {b[:8]} failed ({why}): {tail}")
+            raise SideBySideError(f"versus {a[:8]} {b[:8]} failed ({why}): {tail}")
         try:
             doc = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise PairedError(f"unreadable versus result: {exc}") from None
+            raise SideBySideError(f"unreadable versus result: {exc}") from None
         return parse_versus(doc, a, b, seconds, threshold=self.cfg.threshold,
                             alpha=self.cfg.alpha)
 

@@ -84,12 +84,128 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- a regression held for an interleaved re-measurement (Pipeline._queue_confirmation)
+CREATE TABLE IF NOT EXISTS confirmations (
+    profile TEXT NOT NULL,
+    commit_hash TEXT NOT NULL,         -- the suspect
+    base TEXT NOT NULL DEFAULT '',     -- the last good commit re-measured before it ('' none)
+    series TEXT,                       -- JSON list of the series held (NULL: none held)
+    confirmed INTEGER NOT NULL DEFAULT 0,  -- its re-measurement (kind confirm) is done
+    PRIMARY KEY (profile, commit_hash)
+);
+-- the side-by-side check of a commit against its parent, once per commit
+CREATE TABLE IF NOT EXISTS side_by_side_verdicts (
+    commit_hash TEXT PRIMARY KEY,
+    verdict TEXT NOT NULL,             -- JSON: runs of point verdicts, or {"skipped": why}
+    recorded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS polls (
+    branch TEXT PRIMARY KEY,
+    polled_at REAL NOT NULL            -- the last poll of the branch (none: never polled)
+);
+-- the nightly (and soak) batch: its name and the branch heads it queued
+CREATE TABLE IF NOT EXISTS nightly_batches (
+    kind TEXT PRIMARY KEY,             -- nightly | soak
+    batch TEXT NOT NULL,
+    heads TEXT NOT NULL DEFAULT '{}'   -- JSON {branch: commit}
+);
+-- process groups of the children measuring now, stopped at the next start after a SIGKILL
+CREATE TABLE IF NOT EXISTS child_groups (
+    name TEXT PRIMARY KEY,             -- asv | side_by_side
+    pgid INTEGER NOT NULL DEFAULT 0,   -- 0: not known (yet)
+    work_dir TEXT NOT NULL DEFAULT ''
+);
 """
+
+#: The schema version, in SQLite's ``user_version``: opening a database of an older version
+#: migrates it (``MIGRATIONS``, in one transaction); a newer one is refused.
+SCHEMA_VERSION = 2
+
+
+def _side_by_side_names(db: sqlite3.Connection) -> None:
+    """0 -> 1: the side-by-side check's alerts were kind ``paired`` and their series
+    ``paired.*``; the same alerts keep their keys' meaning under the new names, so an
+    open one stays open (no second alert) and a message queued once stays single."""
+    db.execute(
+        "UPDATE alerts SET kind = 'side_by_side', "
+        "key = 'side_by_side|' || replace(substr(key, 8), '|paired.', '|side_by_side.'), "
+        "benchmark = 'side_by_side.' || substr(benchmark, 8) "
+        "WHERE kind = 'paired' AND key LIKE 'paired|%' AND benchmark LIKE 'paired.%'")
+    db.execute(
+        "UPDATE outbox SET key = replace(replace(key, '|paired|', '|side_by_side|'), "
+        "'|paired.', '|side_by_side.') "
+        "WHERE key LIKE 'alert|paired|%' OR key LIKE 'recovery|paired|%'")
+
+
+def _meta_to_tables(db: sqlite3.Connection) -> None:
+    """1 -> 2: the key families of ``meta`` move into their tables (the rows leave meta)."""
+    def family(prefix: str) -> list[tuple[str, str]]:
+        rows = db.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                          (len(prefix), prefix)).fetchall()
+        return [(str(r[0])[len(prefix):], str(r[1])) for r in rows]
+
+    def confirmation(rest: str) -> tuple[str, str]:
+        profile, _, commit = rest.partition(":")
+        db.execute("INSERT OR IGNORE INTO confirmations (profile, commit_hash) VALUES (?, ?)",
+                   (profile, commit))
+        return profile, commit
+
+    for rest, value in family("confirm-base:"):
+        db.execute("UPDATE confirmations SET base = ? WHERE profile = ? AND commit_hash = ?",
+                   (value, *confirmation(rest)))
+    for rest, value in family("confirm-series:"):
+        db.execute("UPDATE confirmations SET series = ? WHERE profile = ? AND commit_hash = ?",
+                   (value, *confirmation(rest)))
+    for rest, value in family("confirmed:"):
+        db.execute("UPDATE confirmations SET confirmed = ? WHERE profile = ? AND "
+                   "commit_hash = ?", (int(bool(value)), *confirmation(rest)))
+    now = time.time()
+    for commit, value in family("paired:"):
+        db.execute("INSERT OR REPLACE INTO side_by_side_verdicts VALUES (?, ?, ?)",
+                   (commit, value, now))
+    for branch, value in family("polled:"):
+        try:
+            polled_at = float(value)
+        except ValueError:
+            polled_at = now
+        db.execute("INSERT OR REPLACE INTO polls VALUES (?, ?)", (branch, polled_at))
+    for kind, value in family("batch:"):
+        db.execute("INSERT INTO nightly_batches (kind, batch) VALUES (?, ?) "
+                   "ON CONFLICT(kind) DO UPDATE SET batch = excluded.batch", (kind, value))
+    for kind, value in family("batch-heads:"):
+        db.execute("INSERT INTO nightly_batches (kind, batch, heads) VALUES (?, 'manual', ?) "
+                   "ON CONFLICT(kind) DO UPDATE SET heads = excluded.heads", (kind, value))
+    groups = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
+                             "('asv_pgid', 'paired_pgid', 'paired_dir')").fetchall())
+    for name, pgid, work_dir in (("asv", groups.get("asv_pgid", ""), ""),
+                                 ("side_by_side", groups.get("paired_pgid", ""),
+                                  groups.get("paired_dir", ""))):
+        if pgid.isdigit() or work_dir:
+            db.execute("INSERT OR REPLACE INTO child_groups VALUES (?, ?, ?)",
+                       (name, int(pgid) if pgid.isdigit() else 0, work_dir))
+    db.execute("DELETE FROM meta WHERE key IN ('asv_pgid', 'paired_pgid', 'paired_dir') OR "
+               + " OR ".join("substr(key, 1, ?) = ?" for _ in MOVED_FAMILIES),
+               [x for prefix in MOVED_FAMILIES for x in (len(prefix), prefix)])
+
+
+#: The meta key families :func:`_meta_to_tables` moves.
+MOVED_FAMILIES = ("confirm-base:", "confirm-series:", "confirmed:", "paired:", "polled:",
+                  "batch:", "batch-heads:")
+
+#: MIGRATIONS[v] takes a database from version v to v + 1.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_side_by_side_names,
+                                                                _meta_to_tables)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class StateError(Exception):
+    """The state database cannot be used by this version (written by a newer one)."""
+
 
 # Queue order: a higher priority first, then the newest commit first. A confirmation
 # measures the last good commit again ("confirm-base") and then the suspect ("confirm"),
 # so both outrank everything else and the base outranks the suspect (see
-# ``Service._queue_confirmation``).
+# ``Pipeline._queue_confirmation``).
 PRIORITY = {"confirm-base": 360, "confirm": 350, "bisect": 300, "nightly": 250, "soak": 240,
             "poll": 200, "backfill": 100}
 RUN_STATUSES = ("queued", "running", "done", "failed")
@@ -144,6 +260,48 @@ class OutboxItem:
     last_error: str
 
 
+@dataclass(frozen=True)
+class AlertRecord:
+    """An alert to open and the message that announces it (``State.open_alert``'s input)."""
+
+    key: str
+    kind: str
+    series: str  # the asv machine
+    benchmark: str  # the series id
+    good: str
+    bad: str
+    before: float | None
+    after: float | None
+    detail: dict[str, Any]
+    message: Message | None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What applying one judgement writes, in one transaction (``State.apply``): runs to
+    bisect, a confirmation to queue, alerts to open with their messages, alerts to close
+    silently, recoveries to close with their notes."""
+
+    branch: str
+    profile: str
+    bisect: tuple[tuple[str, int], ...] = ()  # (commit, commit date)
+    confirmation: tuple[str, str, Mapping[str, int], frozenset[str]] | None = None
+    # ^ (suspect, last good or "", commit dates, series held)
+    alerts: tuple[AlertRecord, ...] = ()
+    close_silently: tuple[str, ...] = ()
+    recoveries: tuple[tuple[str, Message], ...] = ()  # (alert key, recovery note)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``State.apply`` changed, item by item (False: already so, nothing written)."""
+
+    bisected: tuple[bool, ...]
+    confirmation: tuple[bool, bool]  # base and suspect (re)queued
+    opened: tuple[bool, ...]
+    recovered: tuple[bool, ...]
+
+
 class State:
     """Thread-safe access to the state database (one connection guarded by a lock)."""
 
@@ -160,6 +318,23 @@ class State:
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._db.executescript(SCHEMA)
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StateError(f"{self.path}: schema version {version} was written by a "
+                                 f"newer version of the scheduler (this one knows up to "
+                                 f"{SCHEMA_VERSION})")
+            for step in MIGRATIONS[version:]:
+                step(db)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -185,17 +360,115 @@ class State:
     # ---- meta -------------------------------------------------------------------------
 
     def get_meta(self, key: str, default: str = "") -> str:
+        """Free-form flags of other parts (``processed:<task>`` of a runner's job); what the
+        service itself keeps has its table."""
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else default
 
     def set_meta(self, key: str, value: str) -> None:
-        self.set_metas({key: value})
-
-    def set_metas(self, values: Mapping[str, str]) -> None:
-        """Several meta keys in one transaction."""
         with self.tx() as db:
-            for key, value in values.items():
-                _set_meta(db, key, value)
+            _set_meta(db, key, value)
+
+    # ---- confirmations ----------------------------------------------------------------
+
+    def held_series(self, profile: str, commit: str) -> frozenset[str] | None:
+        """The series whose regression at ``commit`` awaits its confirmation (None: none)."""
+        rows = self._query("SELECT series FROM confirmations WHERE profile = ? AND "
+                           "commit_hash = ? AND series IS NOT NULL", (profile, commit))
+        return frozenset(json.loads(rows[0]["series"])) if rows else None
+
+    def confirm_base(self, profile: str, commit: str) -> str:
+        """The good commit re-measured right before ``commit``'s confirmation ("" if none)."""
+        rows = self._query("SELECT base FROM confirmations WHERE profile = ? AND "
+                           "commit_hash = ?", (profile, commit))
+        return str(rows[0]["base"]) if rows else ""
+
+    def is_confirmed(self, profile: str, commit: str) -> bool:
+        """``commit``'s re-measurement (kind ``confirm``) is done."""
+        return bool(self._query("SELECT 1 FROM confirmations WHERE profile = ? AND "
+                                "commit_hash = ? AND confirmed", (profile, commit)))
+
+    def mark_confirmed(self, profile: str, commit: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO confirmations (profile, commit_hash, confirmed) "
+                       "VALUES (?, ?, 1) ON CONFLICT(profile, commit_hash) DO UPDATE SET "
+                       "confirmed = 1", (profile, commit))
+
+    # ---- side-by-side verdicts --------------------------------------------------------
+
+    def side_by_side_verdict(self, commit: str) -> Any:
+        """What the side-by-side check of ``commit`` found: a list of runs (each a list of
+        point verdicts as dicts), ``{"skipped": why}``, or None when it has not run."""
+        rows = self._query("SELECT verdict FROM side_by_side_verdicts WHERE commit_hash = ?",
+                           (commit,))
+        return json.loads(rows[0]["verdict"]) if rows else None
+
+    def record_side_by_side(self, commit: str, verdict: Any) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO side_by_side_verdicts VALUES (?, ?, ?)",
+                       (commit, json.dumps(verdict), time.time()))
+
+    # ---- polls ------------------------------------------------------------------------
+
+    def polled(self, branch: str) -> bool:
+        """The branch was polled before (its first poll queues fewer commits)."""
+        return bool(self._query("SELECT 1 FROM polls WHERE branch = ?", (branch,)))
+
+    # ---- nightly batches --------------------------------------------------------------
+
+    def batch(self, kind: str) -> tuple[str, dict[str, str]]:
+        """The current ``nightly``/``soak`` batch: its name ("" if none) and the branch
+        heads it queued."""
+        rows = self._query("SELECT batch, heads FROM nightly_batches WHERE kind = ?", (kind,))
+        if not rows:
+            return "", {}
+        try:
+            heads = dict(json.loads(rows[0]["heads"]))
+        except (ValueError, TypeError):
+            heads = {}
+        return str(rows[0]["batch"]), heads
+
+    def set_batch(self, kind: str, batch: str) -> None:
+        """Name the batch (a runner's machine view takes the coordinator's name)."""
+        with self.tx() as db:
+            db.execute("INSERT INTO nightly_batches (kind, batch) VALUES (?, ?) "
+                       "ON CONFLICT(kind) DO UPDATE SET batch = excluded.batch", (kind, batch))
+
+    def enqueue_heads(self, kind: str, batch: str, profile: str,
+                      heads: Mapping[str, NewCommit]) -> int:
+        """Start a batch: remember its name and its heads (branch -> commit), record the
+        commits and queue each with ``profile`` (re-measured if done before), in one
+        transaction. Returns how many were (re)queued."""
+        n = 0
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO nightly_batches (kind, batch, heads) "
+                       "VALUES (?, ?, ?)",
+                       (kind, batch, json.dumps({b: c.hash for b, c in heads.items()})))
+            for branch, c in heads.items():
+                db.execute(
+                    "INSERT OR IGNORE INTO commits (hash, branch, author, date, subject, "
+                    "first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                    (c.hash, branch, c.author, c.date, c.subject, time.time()))
+                if _enqueue(db, c.hash, branch, profile, kind, c.date, requeue_done=True):
+                    n += 1
+        return n
+
+    # ---- child process groups ---------------------------------------------------------
+
+    def child_group(self, name: str) -> tuple[int, str]:
+        """(process group, work directory) of the ``asv`` or ``side_by_side`` child that
+        runs now, or ran when the daemon was killed; (0, "") when none is recorded."""
+        rows = self._query("SELECT pgid, work_dir FROM child_groups WHERE name = ?", (name,))
+        return (int(rows[0]["pgid"]), str(rows[0]["work_dir"])) if rows else (0, "")
+
+    def set_child_group(self, name: str, pgid: int | None, work_dir: str = "") -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO child_groups VALUES (?, ?, ?)",
+                       (name, pgid or 0, work_dir))
+
+    def clear_child_groups(self) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM child_groups")
 
     # ---- commits and runs -------------------------------------------------------------
 
@@ -210,10 +483,11 @@ class State:
             return cur.rowcount > 0
 
     def record_commits(self, branch: str, commits: Iterable[NewCommit], *, profile: str,
-                       kind: str, meta: Mapping[str, str] | None = None) -> int:
-        """Remember the commits of one poll, queue those marked ``queue`` and set ``meta``,
-        in one transaction: a kill halfway never leaves a commit known but not queued
-        (the next poll would skip it for good). Returns how many were queued."""
+                       kind: str, polled_at: float | None = None) -> int:
+        """Remember the commits of one poll, queue those marked ``queue`` and record the
+        poll (``polled_at``), in one transaction: a kill halfway never leaves a commit
+        known but not queued (the next poll would skip it for good). Returns how many were
+        queued."""
         queued = 0
         with self.tx() as db:
             for c in commits:
@@ -224,8 +498,8 @@ class State:
                 if c.queue and _enqueue(db, c.hash, branch, profile, kind, c.date,
                                         requeue_done=False):
                     queued += 1
-            for key, value in (meta or {}).items():
-                _set_meta(db, key, value)
+            if polled_at is not None:
+                db.execute("INSERT OR REPLACE INTO polls VALUES (?, ?)", (branch, polled_at))
         return queued
 
     def known_commits(self) -> set[str]:
@@ -245,21 +519,15 @@ class State:
                             requeue_done=requeue_done)
 
     def enqueue_confirmation(self, bad: str, base: str, branch: str, profile: str,
-                             dates: dict[str, int], *, meta_key: str) -> tuple[bool, bool]:
-        """Queue a confirmation in one transaction: the last good commit ``base`` again
-        (kind ``confirm-base``, unless ``base`` is empty) and the suspect ``bad`` again
-        (kind ``confirm``), and remember the pair in meta ``meta_key`` (= ``base``). One
-        transaction, so a crash never leaves half a pair queued. Returns whether the base
-        and the suspect were (re)queued."""
+                             dates: Mapping[str, int], *,
+                             series: Iterable[str]) -> tuple[bool, bool]:
+        """Hold ``series`` at the suspect ``bad`` for confirmation and queue it, in one
+        transaction: the last good commit ``base`` again (kind ``confirm-base``, unless
+        ``base`` is empty) and the suspect again (kind ``confirm``). One transaction, so a
+        crash never leaves half a pair queued. Returns whether the base and the suspect
+        were (re)queued."""
         with self.tx() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                       (meta_key, base))
-            queued_base = bool(base) and _enqueue(db, base, branch, profile, "confirm-base",
-                                                  dates.get(base, 0), requeue_done=True)
-            queued_bad = _enqueue(db, bad, branch, profile, "confirm", dates.get(bad, 0),
-                                  requeue_done=True)
-            return queued_base, queued_bad
+            return _enqueue_confirmation(db, bad, base, branch, profile, dates, series)
 
     def next_queued(self) -> Run | None:
         rows = self._query(
@@ -395,17 +663,21 @@ class State:
         """Record a regression and queue its alert ``message``, in one transaction. False
         when this regression is already open (one regression, one alert)."""
         with self.tx() as db:
-            row = db.execute("SELECT status FROM alerts WHERE key = ?", (key,)).fetchone()
-            if row is not None and row["status"] == "open":
-                return False
-            db.execute(
-                "INSERT OR REPLACE INTO alerts (key, kind, series, benchmark, status, "
-                "good_commit, bad_commit, before, after, detail, opened_at) "
-                "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
-                (key, kind, series, benchmark, good, bad, before, after, json.dumps(detail),
-                 time.time()))
-            self._put(db, message)
-            return True
+            return self._open(db, AlertRecord(key, kind, series, benchmark, good, bad, before,
+                                              after, detail, message))
+
+    def _open(self, db: sqlite3.Connection, a: AlertRecord) -> bool:
+        row = db.execute("SELECT status FROM alerts WHERE key = ?", (a.key,)).fetchone()
+        if row is not None and row["status"] == "open":
+            return False
+        db.execute(
+            "INSERT OR REPLACE INTO alerts (key, kind, series, benchmark, status, "
+            "good_commit, bad_commit, before, after, detail, opened_at) "
+            "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
+            (a.key, a.kind, a.series, a.benchmark, a.good, a.bad, a.before, a.after,
+             json.dumps(a.detail), time.time()))
+        self._put(db, a.message)
+        return True
 
     def open_alerts(self, *, series: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM alerts WHERE status = 'open'"
@@ -433,12 +705,32 @@ class State:
         """Close an open alert and queue its recovery ``message``, in one transaction.
         False (and nothing queued) when it was not open."""
         with self.tx() as db:
-            cur = db.execute("UPDATE alerts SET status = 'closed', closed_at = ? "
-                             "WHERE key = ? AND status = 'open'", (time.time(), key))
-            if cur.rowcount != 1:
-                return False
-            self._put(db, message)
-            return True
+            return self._close(db, key, message)
+
+    def _close(self, db: sqlite3.Connection, key: str, message: Message | None) -> bool:
+        cur = db.execute("UPDATE alerts SET status = 'closed', closed_at = ? "
+                         "WHERE key = ? AND status = 'open'", (time.time(), key))
+        if cur.rowcount != 1:
+            return False
+        self._put(db, message)
+        return True
+
+    def apply(self, j: Judgement) -> Applied:
+        """Apply one judgement in one transaction: a kill at any point leaves all of it or
+        none of it (the judgement is then repeated at the next start)."""
+        with self.tx() as db:
+            bisected = tuple(_enqueue(db, commit, j.branch, j.profile, "bisect", date,
+                                      requeue_done=False) for commit, date in j.bisect)
+            queued = (False, False)
+            if j.confirmation is not None:
+                bad, base, dates, series = j.confirmation
+                queued = _enqueue_confirmation(db, bad, base, j.branch, j.profile, dates,
+                                               series)
+            opened = tuple(self._open(db, a) for a in j.alerts)
+            for key in j.close_silently:
+                self._close(db, key, None)
+            recovered = tuple(self._close(db, key, note) for key, note in j.recoveries)
+        return Applied(bisected, queued, opened, recovered)
 
     # ---- outbox -----------------------------------------------------------------------
 
@@ -521,6 +813,20 @@ def _enqueue(db: sqlite3.Connection, commit_hash: str, branch: str, profile: str
             "error = '', judged = 0, attempts = 0 WHERE id = ?", (kind, prio, now, row["id"]))
         return True
     return False
+
+
+def _enqueue_confirmation(db: sqlite3.Connection, bad: str, base: str, branch: str,
+                          profile: str, dates: Mapping[str, int],
+                          series: Iterable[str]) -> tuple[bool, bool]:
+    db.execute("INSERT INTO confirmations (profile, commit_hash, base, series) "
+               "VALUES (?, ?, ?, ?) ON CONFLICT(profile, commit_hash) DO UPDATE SET "
+               "base = excluded.base, series = excluded.series",
+               (profile, bad, base, json.dumps(sorted(series))))
+    queued_base = bool(base) and _enqueue(db, base, branch, profile, "confirm-base",
+                                          dates.get(base, 0), requeue_done=True)
+    queued_bad = _enqueue(db, bad, branch, profile, "confirm", dates.get(bad, 0),
+                          requeue_done=True)
+    return queued_base, queued_bad
 
 
 def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:

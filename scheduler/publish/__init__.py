@@ -1,0 +1,1 @@
+"""What the service shows: alert messages, plots, the asv site and its pages, notifiers."""

@@ -1,0 +1,1 @@
+"""What the service keeps: the state database, the alert outbox, the baselines files."""
