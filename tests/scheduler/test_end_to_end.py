@@ -236,8 +236,11 @@ def test_restart_mid_run_loses_nothing_and_duplicates_nothing(
     assert _asv_processes(state_dir), "the killed daemon's asv run should still be there"
     proc = once(cfg, **env)
     assert "re-queued" in proc.stderr
-    assert "left behind by a killed scheduler" in proc.stderr
-    assert not _asv_processes(state_dir)
+    # The killed daemon's asv either is still running when `once` starts (then `once`
+    # stops it and says so) or has died of the broken pipe to the dead daemon in the
+    # second before (its group is empty; measured: it usually has). Either way nothing
+    # may be left running afterwards.
+    assert not _asv_processes(state_dir), "an asv run left behind was not stopped"
     assert runs(state_dir) == {c1: "done", c2: "done"}
     regressions = texts(fake_slack, "Performance regression")
     assert len(regressions) == 1 and c2[:8] in regressions[0]
