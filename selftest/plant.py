@@ -253,26 +253,27 @@ def _instruction_work(instructions: float) -> list[str]:
     return _work_lines(iterations_for_instructions(instructions))
 
 
+def _instruction_plant(name: str, description: str, path: Path, function: str,
+                       instructions: float, expect: str) -> Plant:
+    """``function`` in ``path`` executes ``instructions`` more (loop sized under valgrind)."""
+    return Plant(name=f"{name}+{instructions:.0f}",
+                 description=f"{instructions:.0f} more instructions in {description}",
+                 apply=lambda root: insert_at_top(root / path, function,
+                                                  _instruction_work(instructions)),
+                 expect=(expect,))
+
+
 def instructions_per_message(instructions: float) -> Plant:
     """Every ``tools/call`` executes ``instructions`` more (a fixed amount of work)."""
-    return Plant(
-        name=f"instr+{instructions:.0f}",
-        description=f"{instructions:.0f} more instructions in every tools/call",
-        apply=lambda root: insert_at_top(root / SERVER, "_tools_call",
-                                         _instruction_work(instructions)),
-        expect=(r"^instructions\.Instructions\.track_instructions_per_message",),
-    )
+    return _instruction_plant("instr", "every tools/call", SERVER, "_tools_call", instructions,
+                              r"^instructions\.Instructions\.track_instructions_per_message")
 
 
 def chat_instructions(instructions: float) -> Plant:
     """``chat``'s own path (a provider-backed tool) executes ``instructions`` more."""
-    return Plant(
-        name=f"chat-instr+{instructions:.0f}",
-        description=f"{instructions:.0f} more instructions in every chat call",
-        apply=lambda root: insert_at_top(root / TOOLS, "_chat",
-                                         _instruction_work(instructions)),
-        expect=(r"^instructions\.Instructions\.track_instructions_per_message\(path='chat'\)",),
-    )
+    return _instruction_plant(
+        "chat-instr", "every chat call", TOOLS, "_chat", instructions,
+        r"^instructions\.Instructions\.track_instructions_per_message\(path='chat'\)")
 
 
 def connection_scan(instructions_at_1000: float) -> Plant:
@@ -308,13 +309,9 @@ def loop_pause(every: int, milliseconds: float) -> Plant:
 
 def slow_connect_instructions(instructions: float) -> Plant:
     """The handshake executes ``instructions`` more (connection establishment)."""
-    return Plant(
-        name=f"connect-instr+{instructions:.0f}",
-        description=f"{instructions:.0f} more instructions in every handshake",
-        apply=lambda root: insert_at_top(root / SERVER, "process_request",
-                                         _instruction_work(instructions)),
-        expect=(r"^instructions\.Instructions\.track_instructions_per_connection",),
-    )
+    return _instruction_plant(
+        "connect-instr", "every handshake", SERVER, "process_request", instructions,
+        r"^instructions\.Instructions\.track_instructions_per_connection")
 
 
 def docs_change(n: int) -> Plant:
