@@ -51,14 +51,19 @@ def add_calibrate_options(c: argparse.ArgumentParser) -> None:
                         "measuring (after a change of the rule)")
 
 
+#: The planted regressions ``evaluate --only`` selects (``selftest.evaluate.Target.kind``).
+PLANT_KINDS = ("instructions", "chat-path", "connections", "connect", "chat-wait", "pause",
+               "leak")
+
+
 def add_evaluate_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--neutral", type=int, default=10, help="neutral commits (default 10)")
     e.add_argument("--profile", help="profile (default: premerge)")
     e.add_argument("--bench", metavar="REGEX", default=None,
                    help="benchmarks to run (default: the scenarios the plants act on)")
     e.add_argument("--only", metavar="KIND", action="append",
-                   choices=["cpu", "chat", "leak", "connect"],
-                   help="plant only these regressions (repeatable)")
+                   choices=PLANT_KINDS,
+                   help="plant only these regressions (repeatable): " + ", ".join(PLANT_KINDS))
     e.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     e.add_argument("--keep", metavar="DIR", help="build the history in DIR and keep it")
 
@@ -69,8 +74,10 @@ CALIBRATE = ("measure one commit N times; derive noise thresholds",
              "noise.toml for this machine and profile. The judge uses it from then on.")
 EVALUATE = ("detection self-test on a throwaway history",
             "Copy this project into a throwaway repository, commit neutral changes and "
-            "planted regressions of known size (+10% CPU per message, +20% p95 of chat, a "
-            "per-connection leak, slower connection establishment), run the service's "
+            "planted regressions of known size (+2% instructions per message on every path, "
+            "on chat's path only and with 1000 connections open, +3% per connection life, "
+            "+20% p95 of chat and of echo under load with no CPU cost, a per-connection "
+            "leak), run the service's "
             "detection over it and print which were caught at which commit and every false "
             "alert. Run `calibrate` first: thresholds come from baselines/noise.toml. Exit 1 "
             "when a plant is missed or a neutral commit alerts.")
