@@ -38,14 +38,21 @@ BASE_SERVER_ARGS = ("serve", "--host", "127.0.0.1", "--port", "0",
 def start_server(python: str, extra_args: Sequence[str] = (), *,
                  pythonpath: Sequence[str] = (), core: int | None = 0,
                  request_log_dir: str | None = None) -> ServerProcess:
-    """Start ``python -m toolserver serve`` for a run (the caller stops it)."""
+    """Start ``python -m toolserver serve`` for a run (the caller discards it)."""
     args = list(BASE_SERVER_ARGS)
+    folder = None
     if "--request-log" not in extra_args:
         folder = request_log_dir or tempfile.mkdtemp(prefix="loadgen-")
         args += ["--request-log", f"sqlite:///{os.path.join(folder, 'requests.sqlite3')}"]
     args += list(extra_args)
     server = ServerProcess(python, args, pythonpath=list(pythonpath), core=core)
-    server.start()
+    if folder is not None and request_log_dir is None:
+        server.owned.append(folder)
+    try:
+        server.start()
+    except BaseException:
+        server.discard()
+        raise
     return server
 
 
@@ -155,9 +162,9 @@ def run_scenario(scenario: str, profile: str = "smoke", *, url: str | None = Non
                 reference = starting.result()
         starter.shutdown()
         if reference is not None:
-            reference.server.stop()
+            reference.server.discard()
         if server is not None:
-            server.stop()
+            server.discard()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         if old_affinity is not None and pin:

@@ -453,7 +453,7 @@ def run(server_python: str, profile: str = "smoke", *,
         raise InstrumentError(str(exc)) from exc
     finally:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda s: s.stop(), (measured, idle)))
+            list(pool.map(lambda s: s.discard(), (measured, idle)))
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - t0

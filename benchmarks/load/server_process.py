@@ -15,6 +15,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,9 +116,12 @@ class ServerProcess:
         self.core = core if core is not None and cpu_count() >= 2 else None
         self.startup_timeout_s = startup_timeout_s
         self.cwd = cwd or str(REPO_ROOT)
+        #: temporary files and folders made for this server, removed by :meth:`discard`
+        self.owned: list[str] = []
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix="loadgen-server-", suffix=".log")
             os.close(fd)
+            self.owned.append(log_path)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -220,6 +224,19 @@ class ServerProcess:
             self._log.close()
         return proc.returncode
 
+    def discard(self, timeout_s: float = 15.0) -> int | None:
+        """Stop for good and remove what was made for this server (its log, its request
+        log): every benchmark run starts servers, and /tmp would keep one of each."""
+        rc = self.stop(timeout_s)
+        for path in self.owned:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+        self.owned.clear()
+        return rc
+
     def restart(self) -> dict[str, float | int | None]:
         """Stop and start again on the same port; returns the timings and the exit code."""
         t0 = time.perf_counter()
@@ -243,7 +260,7 @@ class ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.discard()
 
 
 def http_base(ws_url: str) -> str:

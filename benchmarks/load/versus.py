@@ -299,7 +299,7 @@ def _run(args: argparse.Namespace, points: tuple[tuple[int, int], ...], core: in
             a, b, gen
     finally:
         for server in servers:
-            server.stop()
+            server.discard()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -462,11 +462,14 @@ def kill_orphan(pgid: int, config_path: Path | None = None) -> bool:
     session survives the parent): group ``pgid``, and any ``asv run --config
     <config_path>`` (the daemon may have died before it stored the group)."""
     groups = {pgid} if pgid > 0 else set()
+    # with the config known, only a run of this state directory counts: a stored group id
+    # may by now be another scheduler's asv run (another state directory, the self-test's)
     markers = [b"asv run"]
     if config_path is not None:
         mark = f"{STATE_MARK}={config_path.parent} ".encode()  # /proc: NULs read as spaces
-        groups |= groups_of(f"--config {config_path}".encode()) | groups_of(mark)
-        markers.append(mark)
+        config = f"--config {config_path}".encode()
+        groups |= groups_of(config) | groups_of(mark)
+        markers = [config, mark]
     killed = False
     for group in groups:
         killed = kill_orphan_group(group, tuple(markers), grace_s=10.0) or killed

@@ -220,7 +220,8 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
     alerts = [f"• {a['benchmark']} [{a['series']}] ({a['kind']}) since "
               f"`{a['bad_commit'][:8]}`" for a in open_alerts[:20]]
     counts = []
-    limit_lines: list[str] = []
+    limit_lines: list[str] = []  # mrkdwn, for the blocks
+    limit_plain: list[str] = []  # as typed, for the details (console, alerts.jsonl)
     for branch, verdicts in (limits or {}).items():
         n = {k: sum(1 for v in verdicts if v.verdict == k)
              for k in (BREACHED, NOT_MEASURED, MET)}
@@ -228,6 +229,8 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
                       + (f", {n[NOT_MEASURED]} not measured" if n[NOT_MEASURED] else ""))
         limit_lines.append(f"*{escape(branch)}* — limits: {counts[-1].split(': ', 1)[1]}")
         limit_lines += [escape(v.line()) for v in verdicts]
+        limit_plain.append(f"{branch} — limits: {counts[-1].split(': ', 1)[1]}")
+        limit_plain += [v.line() for v in verdicts]
     text = (f"Nightly {profile} run {batch}: " + ", ".join(
         f"{b} {s}" for b, _c, s in rows) + (f"; limits {'; '.join(counts)}" if counts else "")
         + f"; {len(open_alerts)} open regression(s)")
@@ -246,5 +249,5 @@ def summary(batch: str, profile: str, rows: list[tuple[str, str, str]],
              "text": f"{mrkdwn_link(site_url, 'History')} · batch {escape(batch)}"}]},
     ]
     return {"kind": "summary", "text": text,
-            "details": lines + limit_lines + [f"note: {n}" for n in notes or []] + alerts,
+            "details": lines + limit_plain + [f"note: {n}" for n in notes or []] + alerts,
             "blocks": blocks[:50], "link": site_url}

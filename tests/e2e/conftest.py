@@ -20,4 +20,4 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         yield proc
     finally:
-        proc.stop()
+        proc.discard()

@@ -10,7 +10,9 @@ switches to the ``full`` profile and also enforces the plan's full criteria
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,24 @@ PROFILE = os.environ.get("E2E_PROFILE", "full" if FULL else "smoke")
 
 
 def scenario(name: str, **kw: Any) -> dict[str, Any]:
-    """Run a scenario against a server the instrument starts; print and return the doc."""
+    """Run a scenario against a server the instrument starts; print and return the doc.
+
+    The run gets a temporary directory of its own, which must be empty afterwards: the
+    instrument runs every night and before every merge, and what it leaves in /tmp
+    (servers' logs, request logs) would pile up.
+    """
     if "url" not in kw:
         kw.setdefault("server_python", sys.executable)
         kw.setdefault("server_pythonpath", [SRC])
-    doc = run_scenario(name, PROFILE, enforce_full=FULL, progress_s=10.0, **kw)
+    scratch, before = tempfile.mkdtemp(prefix="e2e-tmp-"), tempfile.tempdir
+    tempfile.tempdir = scratch
+    try:
+        doc = run_scenario(name, PROFILE, enforce_full=FULL, progress_s=10.0, **kw)
+    finally:
+        tempfile.tempdir = before
+        left = sorted(os.listdir(scratch))
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert not left, f"the instrument left {left} in its temporary directory"
     print()
     print(table(doc))
     return doc

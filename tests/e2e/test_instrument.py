@@ -59,7 +59,7 @@ def test_bearer_token(tmp_path: Path) -> None:
         assert allowed.connects_ok == 2 and allowed.ok > 0
         assert sum(allowed.errors.values()) == 0
     finally:
-        proc.stop()
+        proc.discard()
 
 
 def test_workers_merge_exactly() -> None:
@@ -83,7 +83,7 @@ def test_workers_merge_exactly() -> None:
         H.merge_into(again, text)
         assert again.get_total_count() == 2 * rec.ok
     finally:
-        bare.stop()
+        bare.discard()
 
 
 def test_cli_json_document(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_cli_json_document(tmp_path: Path) -> None:
              "--json", str(out), "--check"],
             cwd=REPO, capture_output=True, text=True, timeout=60)
     finally:
-        bare.stop()
+        bare.discard()
     assert cp.returncode == 0, cp.stderr
     assert "adhoc" in cp.stdout and "PASSED" in cp.stdout
     doc = json.loads(out.read_text())
@@ -145,7 +145,7 @@ def test_open_loop_measures_a_stalled_server() -> None:
             results[loop] = _rec(run_in_process(spec))
             th.join()
     finally:
-        bare.stop()
+        bare.discard()
     open_rec, closed_rec = results["open"], results["closed"]
     assert sum(open_rec.errors.values()) == 0
     # ~100 requests were due during the 0.5 s freeze: well over 5 % of ~400 took >= 100 ms

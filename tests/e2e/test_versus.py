@@ -36,7 +36,10 @@ def test_commits_side_by_side(tmp_path: Path) -> None:
     a = _commit(repo, "base")
     (repo / "README.md").write_text((repo / "README.md").read_text() + "\nmore words\n")
     a2 = _commit(repo, "docs only")
-    # About 60 µs of CPU per call on a message that costs about 30: b/a near 3.
+    # About 60 µs of CPU per call on a message that costs about 30: b/a near 3 on an idle
+    # machine (measured under load: 1.50, the base's CPU per message inflated by the host).
+    # The behaviour is the verdict and every round agreeing; the ratio bound is a sanity
+    # bound only.
     cpu_per_message(60).apply(repo)
     b = _commit(repo, "slow")
 
@@ -44,7 +47,7 @@ def test_commits_side_by_side(tmp_path: Path) -> None:
     point = doc["verdict"]["points"][0]
     assert doc["mode"] == "commits" and doc["labels"] == [a[:8], b[:8]]
     assert point["rounds"] == 6 and len(point["round_ratios"]) == 6
-    assert point["paired_cpu_ratio_b_over_a"] > 1.5, point
+    assert point["b_higher_rounds"] == 6 and point["paired_cpu_ratio_b_over_a"] > 1.2, point
     assert point["regression"] and code == 1
     for label in doc["labels"]:
         assert doc["rows"][0][label]["errors"] == 0

@@ -323,6 +323,21 @@ def test_commit_texts_cannot_page_the_channel_or_spoof_links(tmp_path: Path,
     assert "&lt;http://evil.example|bench.example&gt;" in blob
 
 
+def test_the_summary_details_read_as_typed_and_its_blocks_escaped() -> None:
+    # the details are what the console and alerts.jsonl show: no Slack entities there
+    from scheduler.publish import messages
+
+    breached = messages.LimitVerdict("a.B.track_p99", messages.BREACHED, 0.3, "seconds",
+                                     0.2, "p99 < 200 ms & steady")
+    m = messages.summary("b", "full", [("main", "c" * 40, "done")], [],
+                         "http://bench.example/", limits={"main": [breached]})
+    details = "\n".join(m["details"])
+    assert "✗ breached: a.B.track_p99: 300 ms > 200 ms — p99 < 200 ms & steady" in details
+    assert "&gt;" not in details and "&lt;" not in details and "&amp;" not in details
+    assert "&gt; 200 ms — p99 &lt; 200 ms &amp; steady" in json.dumps(m["blocks"],
+                                                                    ensure_ascii=False)
+
+
 # ---- git arguments ----------------------------------------------------------------------
 
 def test_a_range_or_url_starting_with_a_dash_is_not_an_option(tmp_path: Path,
@@ -343,3 +358,31 @@ def test_a_range_or_url_starting_with_a_dash_is_not_an_option(tmp_path: Path,
     with pytest.raises(GitError, match="repository '--upload-pack"):
         mirror.fetch()
     assert not pwned.exists()
+
+
+def _own_session(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv],
+                            start_new_session=True, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_an_asv_run_a_killed_scheduler_left_behind_is_stopped_at_the_next_start(
+        cfg: Path) -> None:
+    # What a SIGKILLed daemon leaves: its `asv run` in its own session, still measuring
+    # (asv may die of the broken pipe first; tests/scheduler/test_end_to_end.py meets
+    # that case). And a process that merely reuses a stored group id: left alone.
+    svc = Pipeline(load_config(cfg, env={}), verbose=False)
+    orphan = _own_session("asv", "run", "--config", str(svc.asv.config_path))
+    stranger = _own_session("asv", "run", "--config", "/elsewhere/asv.conf.json")
+    try:
+        svc.state.set_child_group("asv", orphan.pid)
+        svc.recover()
+        assert orphan.wait(timeout=20) == -signal.SIGTERM
+        assert svc.state.child_group("asv") == (0, "")
+        svc.state.set_child_group("asv", stranger.pid)  # the id reused by someone else
+        svc.recover()
+        assert stranger.poll() is None, "recover stopped a process that is not ours"
+    finally:
+        for proc in (orphan, stranger):
+            proc.kill()
+            proc.wait(timeout=10)
+        svc.close()
