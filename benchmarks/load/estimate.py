@@ -22,13 +22,14 @@ def _phase(duration_s: float, warmup_s: float = 0.0, connections: int = 1) -> fl
 def expected_s(scenario: str, p: Any) -> float | None:
     """Expected wall time of ``scenario`` with parameters ``p`` (None: unknown)."""
     if scenario == "load_performance":
-        return sum(_phase(p.duration_s, p.warmup_s, n) for n in p.clients)
+        settle = 2 * p.pairs * p.settle_s  # every closed-loop round settles first
+        return sum(_duet(p, p.duration_s, p.warmup_s, n) + settle for n in p.clients)
     if scenario == "concurrent_connections":
         rapid = p.rapid_rounds * (_phase(0.2, 0, p.rapid_n) + p.rapid_settle_s)
         return (rapid + 0.5 + _phase(p.hold_s, 0, p.hold_n) + p.settle_s
                 + _phase(p.churn_s) + p.settle_s)
     if scenario == "end_to_end_latency":
-        return len(p.tools) * sum(_phase(p.duration_s, p.warmup_s, p.connections)
+        return len(p.tools) * sum(_duet(p, p.duration_s, p.warmup_s, p.connections)
                                   for _ in p.rates)
     if scenario == "overload_recovery":
         breaker = p.breaker_fail_after_s + p.breaker_fail_for_s + 5.0 + 3.0
@@ -46,6 +47,13 @@ def expected_s(scenario: str, p: Any) -> float | None:
     if scenario == "adhoc":
         return _phase(p.duration_s, p.warmup_s, p.connections)
     return None
+
+
+def _duet(p: Any, duration_s: float, warmup_s: float, connections: int) -> float:
+    """A phase measured against the reference server (``pairs`` > 0): each side warms up
+    and measures the whole duration, and opens its own sessions."""
+    sides = 2 if getattr(p, "pairs", 0) else 1
+    return _phase(sides * duration_s, sides * warmup_s, sides * connections)
 
 
 def clock(seconds: float) -> str:
