@@ -489,8 +489,11 @@ class State:
         known but not queued (the next poll would skip it for good). Returns how many were
         queued."""
         queued = 0
+        # ``commits`` come newest first, as git lists them; written oldest first, so that
+        # among equal commit dates (a rebase, ``git am``: one second for many commits) the
+        # queue's last tie-break, the newest row, is the newest commit
         with self.tx() as db:
-            for c in commits:
+            for c in reversed(list(commits)):
                 db.execute(
                     "INSERT OR IGNORE INTO commits (hash, branch, author, date, subject, "
                     "first_seen) VALUES (?, ?, ?, ?, ?, ?)",

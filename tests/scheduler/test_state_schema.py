@@ -147,3 +147,21 @@ def test_a_nightly_batch_and_its_heads_are_queued_together(tmp_path: Path) -> No
         assert state.run_for("c" * 40, "full") is None
     finally:
         state.close()
+
+
+def test_commits_of_one_second_are_measured_newest_first(tmp_path: Path) -> None:
+    # a rebase or `git am` gives many commits the same date: the order git lists them in
+    # (newest first) decides
+    from scheduler.store.state import NewCommit
+
+    state = State(tmp_path / "state.sqlite3")
+    try:
+        newest_first = [NewCommit(h * 40, "dev", 1000, h, True) for h in "cba"]
+        assert state.record_commits("main", newest_first, profile="quick", kind="poll") == 3
+        order = []
+        while (run := state.next_queued()) is not None:
+            order.append(run.commit_hash[0])
+            assert state.claim(run.id)
+        assert order == ["c", "b", "a"]
+    finally:
+        state.close()
