@@ -13,6 +13,7 @@ import re
 import socket
 import tomllib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,29 +284,52 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     ``SLACK_BOT_TOKEN``, ``SLACK_WEBHOOK_URL``, ``SLACK_CHANNEL``.
     """
     env = dict(os.environ) if env is None else env
-    data: dict[str, Any] = {}
-    cfg_path: Path | None = None
     if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
         path = DEFAULT_CONFIG_NAME
-    if path is not None:
-        cfg_path = Path(path).resolve()
-        try:
-            with open(cfg_path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {cfg_path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+    cfg_path = Path(path).resolve() if path is not None else None
     source = str(cfg_path) if cfg_path else "<defaults>"
+    data = _sections(_read(cfg_path) if cfg_path else {}, source)
+    root = cfg_path.parent if cfg_path else Path.cwd().resolve()
+
+    def sect(name: str) -> _Reader:
+        return _Reader(source, name, data.get(name, {}))
+
+    def path_of(value: str) -> Path:
+        return (root / Path(value).expanduser()).resolve()
+
+    return Config(
+        path=cfg_path, root=root, repository=_repository(sect("repository")),
+        asv=_asv(sect("asv"), path_of), schedule=_schedule(sect("schedule")),
+        profiles=_profiles(sect("profiles")), site=_site(sect("site"), path_of),
+        judge=_judge(sect("judge")), slack=_slack(sect("slack"), env),
+        side_by_side=_side_by_side(sect("side_by_side")),
+        state_dir=path_of(sect("state").get_str("dir", ".scheduler")),
+        baselines_dir=path_of(sect("baselines").get_str("dir", "baselines")),
+        dispatch=_dispatch(sect("dispatch"), env),
+    )
+
+
+def _read(cfg_path: Path) -> dict[str, Any]:
+    try:
+        with open(cfg_path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {cfg_path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+
+
+def _sections(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """The file's tables by section, the deprecated and removed names dealt with."""
     if "paired" in data:  # the section's first name
         if "side_by_side" in data:
             raise ConfigError(f"{source}: [paired] and [side_by_side] are one section; keep "
                               "[side_by_side]")
         warnings.warn(f"{source}: [paired] is deprecated: rename the section to "
                       "[side_by_side] (read as [side_by_side] until then)", FutureWarning,
-                      stacklevel=2)
+                      stacklevel=3)
         data = {("side_by_side" if k == "paired" else k): v for k, v in data.items()}
     unknown = set(data) - set(_SECTIONS)
     if unknown:
@@ -320,32 +344,28 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         raise ConfigError(f"{source}: [side_by_side] covers was removed: the side-by-side check "
                           "no longer keeps asv findings from being alerted (a judge with no "
                           "blind spots; see docs/SCHEDULER.md); delete the key")
-    root = cfg_path.parent if cfg_path else Path.cwd().resolve()
+    return data
 
-    def sect(name: str) -> _Reader:
-        return _Reader(source, name, data.get(name, {}))
 
-    def path_of(value: str) -> Path:
-        return (root / Path(value).expanduser()).resolve()
-
-    r = sect("repository")
+def _repository(r: _Reader) -> RepositoryConfig:
     branches = r.get_strlist("branches", ("main",))
     if not branches:
-        raise ConfigError(f"{source}: [repository] branches: at least one branch is needed")
-    repository = RepositoryConfig(
+        raise ConfigError(f"{r.source}: [repository] branches: at least one branch is needed")
+    return RepositoryConfig(
         url=r.get_str("url", "."),
         branches=branches,
         initial_commits=r.get_int("initial_commits", 1, minimum=1),
         max_queue_per_poll=r.get_int("max_queue_per_poll", 50, minimum=1),
     )
 
-    a = sect("asv")
+
+def _asv(a: _Reader, path_of: Callable[[str], Path]) -> AsvConfig:
     bdir = a.get_str("benchmark_dir", "")
     edir = a.get_str("env_dir", "")
     machine = a.get_str("machine", default_machine_name())
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", machine):
-        raise ConfigError(f"{source}: [asv] machine: use letters, digits, '.', '_', '-' only")
-    asv = AsvConfig(
+        raise ConfigError(f"{a.source}: [asv] machine: use letters, digits, '.', '_', '-' only")
+    return AsvConfig(
         config=path_of(a.get_str("config", "asv.conf.json")),
         benchmark_dir=path_of(bdir) if bdir else None,
         env_dir=path_of(edir) if edir else None,
@@ -357,8 +377,9 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         max_attempts=a.get_int("max_attempts", 3, minimum=1),
     )
 
-    s = sect("schedule")
-    schedule = ScheduleConfig(
+
+def _schedule(s: _Reader) -> ScheduleConfig:
+    return ScheduleConfig(
         poll_interval_s=s.get_num("poll_interval_s", 60.0, minimum=1),
         work_interval_s=s.get_num("work_interval_s", 10.0, minimum=0.5),
         nightly=s.get_cron("nightly", "0 2 * * *"),
@@ -366,7 +387,8 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         misfire_grace_time_s=s.get_int("misfire_grace_time_s", 3600, minimum=1),
     )
 
-    p = sect("profiles")
+
+def _profiles(p: _Reader) -> ProfilesConfig:
     profiles = ProfilesConfig(
         premerge=p.get_str("premerge", "quick"),
         nightly=p.get_str("nightly", "full"),
@@ -374,36 +396,23 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
     )
     for key in ("premerge", "nightly", "soak"):
         if not re.fullmatch(r"[A-Za-z0-9_-]+", getattr(profiles, key)):
-            raise ConfigError(f"{source}: [profiles] {key}: not a profile name")
+            raise ConfigError(f"{p.source}: [profiles] {key}: not a profile name")
+    return profiles
 
-    w = sect("site")
-    site = SiteConfig(
+
+def _site(w: _Reader, path_of: Callable[[str], Path]) -> SiteConfig:
+    return SiteConfig(
         html_dir=path_of(w.get_str("html_dir", "html")),
         host=w.get_str("host", "127.0.0.1"),
         port=w.get_int("port", 8090, minimum=0),
         public_url=w.get_str("public_url", ""),
     )
 
-    j = sect("judge")
-    raw_thr = j.table.get("thresholds", {})
-    if not isinstance(raw_thr, dict):
-        raise ConfigError(f"{source}: [judge] thresholds: expected a table of regex = fraction")
-    thresholds: list[tuple[str, float]] = []
-    for pattern, value in raw_thr.items():
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(
-                f"{source}: [judge.thresholds] bad regex {pattern!r}: {exc}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(
-                f"{source}: [judge.thresholds] {pattern!r}: expected a positive fraction, "
-                f"got {value!r}"
-            )
-        thresholds.append((pattern, float(value)))
+
+def _judge(j: _Reader) -> JudgeConfig:
     judge = JudgeConfig(
         default_threshold=j.get_num("default_threshold", 0.05, minimum=0),
-        thresholds=tuple(thresholds),
+        thresholds=_thresholds(j),
         alpha=j.get_num("alpha", 0.01, minimum=0),
         min_samples=j.get_int("min_samples", 5, minimum=1),
         use_asv_steps=j.get_bool("use_asv_steps", True),
@@ -419,10 +428,34 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ConfigError(f"{source}: [judge] {key}: bad regex {pattern!r}: "
+                raise ConfigError(f"{j.source}: [judge] {key}: bad regex {pattern!r}: "
                                   f"{exc}") from None
+    return judge
 
-    q = sect("side_by_side")
+
+def _thresholds(j: _Reader) -> tuple[tuple[str, float], ...]:
+    """[judge.thresholds]: regex = fraction, in the file's order (the first match wins)."""
+    raw_thr = j.table.get("thresholds", {})
+    if not isinstance(raw_thr, dict):
+        raise ConfigError(f"{j.source}: [judge] thresholds: expected a table of regex = "
+                          "fraction")
+    thresholds: list[tuple[str, float]] = []
+    for pattern, value in raw_thr.items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(
+                f"{j.source}: [judge.thresholds] bad regex {pattern!r}: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(
+                f"{j.source}: [judge.thresholds] {pattern!r}: expected a positive fraction, "
+                f"got {value!r}"
+            )
+        thresholds.append((pattern, float(value)))
+    return tuple(thresholds)
+
+
+def _side_by_side(q: _Reader) -> SideBySideConfig:
     side_by_side = SideBySideConfig(
         enabled=q.get_bool("enabled", False),
         points=q.get_str("points", "10x1,churn10"),
@@ -434,13 +467,16 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         timeout_s=q.get_num("timeout_s", 900.0, minimum=1),
     )
     if not re.fullmatch(r"(\d+x\d+|churn\d+)(,(\d+x\d+|churn\d+))*", side_by_side.points):
-        raise ConfigError(f"{source}: [side_by_side] points: expected CONNxINFLIGHT or churnCONN "
-                          f"items separated by commas, got {side_by_side.points!r}")
+        raise ConfigError(f"{q.source}: [side_by_side] points: expected CONNxINFLIGHT or "
+                          f"churnCONN items separated by commas, got {side_by_side.points!r}")
+    return side_by_side
 
-    k = sect("slack")
+
+def _slack(k: _Reader, env: dict[str, str]) -> SlackConfig:
+    """[slack]; the environment's SLACK_CHANNEL, SLACK_BOT_TOKEN, SLACK_WEBHOOK_URL win."""
     backend = k.get_str("backend", "console")
     if backend not in ("console", "webhook", "bot"):
-        raise ConfigError(f"{source}: [slack] backend: expected console, webhook or bot, "
+        raise ConfigError(f"{k.source}: [slack] backend: expected console, webhook or bot, "
                           f"got {backend!r}")
     slack = SlackConfig(
         backend=backend,
@@ -453,21 +489,12 @@ def load_config(path: Path | str | None = None, *, env: dict[str, str] | None = 
         upload_plots=k.get_bool("upload_plots", True),
     )
     if slack.backend == "bot" and not (slack.token and slack.channel):
-        raise ConfigError(f"{source}: [slack] backend = \"bot\" needs a token (or env "
+        raise ConfigError(f"{k.source}: [slack] backend = \"bot\" needs a token (or env "
                           "SLACK_BOT_TOKEN) and a channel (or env SLACK_CHANNEL)")
     if slack.backend == "webhook" and not slack.webhook_url:
-        raise ConfigError(f"{source}: [slack] backend = \"webhook\" needs webhook_url "
+        raise ConfigError(f"{k.source}: [slack] backend = \"webhook\" needs webhook_url "
                           "(or env SLACK_WEBHOOK_URL)")
-
-    state_dir = path_of(sect("state").get_str("dir", ".scheduler"))
-    baselines_dir = path_of(sect("baselines").get_str("dir", "baselines"))
-    return Config(
-        path=cfg_path, root=root, repository=repository, asv=asv, schedule=schedule,
-        profiles=profiles, site=site, judge=judge, slack=slack, side_by_side=side_by_side,
-        state_dir=state_dir,
-        baselines_dir=baselines_dir,
-        dispatch=_dispatch(sect("dispatch"), env),
-    )
+    return slack
 
 
 def _dispatch(d: _Reader, env: dict[str, str]) -> DispatchConfig:
