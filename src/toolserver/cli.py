@@ -59,8 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _network_options(serve)
+    _limit_options(serve)
+    _simulated_provider_options(serve)
+    _real_provider_options(serve)
+    _breaker_options(serve)
+    _request_log_options(serve)
+    _monitoring_options(serve)
+    return parser
 
-    net = serve.add_argument_group("network")
+
+def _network_options(parser: argparse.ArgumentParser) -> None:
+    net = parser.add_argument_group("network")
     net.add_argument(
         "--host", default=DEFAULT_HOST, help="interface to bind (loopback only by default)"
     )
@@ -80,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(stays up while draining; 0 picks a free one, logged on stderr)",
     )
 
-    lim = serve.add_argument_group("limits")
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    lim = parser.add_argument_group("limits")
     d = LimitOptions()
     lim.add_argument(
         "--max-connections",
@@ -133,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds SIGTERM waits for in-flight calls",
     )
 
-    sim = serve.add_argument_group("simulated provider (default)")
+
+def _simulated_provider_options(parser: argparse.ArgumentParser) -> None:
+    sim = parser.add_argument_group("simulated provider (default)")
     p = ProviderOptions()
     sim.add_argument(
         "--provider-latency-ms",
@@ -156,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=p.seed, help="seed for latency and failures")
 
-    real = serve.add_argument_group("real provider (OpenAI-compatible HTTP)")
+
+def _real_provider_options(parser: argparse.ArgumentParser) -> None:
+    real = parser.add_argument_group("real provider (OpenAI-compatible HTTP)")
+    p = ProviderOptions()
     real.add_argument(
         "--provider-base-url",
         action="append",
@@ -170,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider-timeout", type=float, default=p.timeout_s, help="seconds per HTTP provider call"
     )
 
-    brk = serve.add_argument_group("circuit breaker (per provider)")
+
+def _breaker_options(parser: argparse.ArgumentParser) -> None:
+    brk = parser.add_argument_group("circuit breaker (per provider)")
     b = BreakerOptions()
     brk.add_argument(
         "--breaker-failures",
@@ -185,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an open circuit fails fast before a half-open trial call",
     )
 
-    log = serve.add_argument_group("request log")
+
+def _request_log_options(parser: argparse.ArgumentParser) -> None:
+    log = parser.add_argument_group("request log")
     log.add_argument(
         "--request-log",
         default=DEFAULT_REQUEST_LOG,
@@ -214,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         "statement_timeout); a slower write fails and its rows are dropped and counted",
     )
 
-    misc = serve.add_argument_group("monitoring and admin")
+
+def _monitoring_options(parser: argparse.ArgumentParser) -> None:
+    misc = parser.add_argument_group("monitoring and admin")
     misc.add_argument(
         "--no-metrics", action="store_true", help="disable metrics hooks (measures their cost)"
     )
@@ -230,7 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="stderr log level",
     )
     misc.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
