@@ -302,8 +302,7 @@ def _run(args: argparse.Namespace, points: tuple[tuple[int, int], ...], core: in
             server.discard()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the comparison, print the table, write the JSON."""
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.load.versus",
                                  description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--server-python", default=sys.executable,
@@ -342,6 +341,75 @@ def main(argv: list[str] | None = None) -> int:
                          "(compare server CPU per message at equal load)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--no-pin", action="store_true")
+    return ap
+
+
+def _metrics_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """--metrics-overhead: what metrics cost, per row and judged (fills the rows' costs)."""
+    for row in rows:
+        on_v, off_v = row["metrics_on"]["msg_s_median"], row["metrics_off"]["msg_s_median"]
+        row["metrics_cost"] = round(1 - on_v / off_v, 4) if off_v else None
+        con = row["metrics_on"]["server_cpu_us_per_msg_median"]
+        coff = row["metrics_off"]["server_cpu_us_per_msg_median"]
+        row["metrics_cpu_cost"] = round(con / coff - 1, 4) if con and coff else None
+        pr, pc = row["paired_ratio_b_over_a_median"], row["paired_cpu_ratio_b_over_a_median"]
+        row["metrics_cost_paired"] = round(1 - 1 / pr, 4) if pr else None
+        row["metrics_cpu_cost_paired"] = round(1 / pc - 1, 4) if pc else None
+    costs = [r["metrics_cost"] for r in rows if r["metrics_cost"] is not None]
+    cpu_costs = [r["metrics_cpu_cost"] for r in rows if r["metrics_cpu_cost"] is not None]
+    verdict: dict[str, Any] = {
+        "goal": f"metrics cost < {GOAL_METRICS_COST:.0%}",
+        "max_cost": max(costs) if costs else None,
+        "median_cost": statistics.median(costs) if costs else None,
+        # server CPU per message on/off - 1: steadier on a busy machine
+        "median_cpu_cost": statistics.median(cpu_costs) if cpu_costs else None,
+        "paired_costs": [r["metrics_cost_paired"] for r in rows],
+        "paired_cpu_costs": [r["metrics_cpu_cost_paired"] for r in rows]}
+    # judged on server CPU per message, paired by round (back-to-back a/b measurements
+    # cancel drift; CPU per message is the cost itself and does not depend on whether
+    # the server or the generator saturated first)
+    paired = [c for c in verdict["paired_cpu_costs"] if c is not None]
+    verdict["judged_cost"] = statistics.median(paired) if paired else None
+    verdict["passed"] = verdict["judged_cost"] is not None and \
+        verdict["judged_cost"] < GOAL_METRICS_COST
+    return verdict
+
+
+def _versus_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bare server against toolserver: the throughput ratio at 10 connections and more."""
+    judged = [r["ratio_b_over_a"] for r in rows if r["connections"] >= 10]
+    # CPU-efficiency ratio (bare CPU per msg / toolserver CPU per msg): what the msg/s
+    # ratio would be if both servers had a full core; steadier on a busy machine
+    eff = [round(1 / r["cpu_per_msg_ratio_b_over_a"], 3) for r in rows
+           if r["connections"] >= 10 and r["cpu_per_msg_ratio_b_over_a"]]
+    verdict: dict[str, Any] = {
+        "goal": f"toolserver/bare >= {GOAL_RATIO} at 10 and 100 connections",
+        "min_ratio_10_plus": min(judged) if judged else None,
+        "min_cpu_efficiency_ratio_10_plus": min(eff) if eff else None}
+    verdict["passed"] = bool(judged) and min(judged) >= GOAL_RATIO
+    return verdict
+
+
+def _print_report(args: argparse.Namespace, rows: list[dict[str, Any]],
+                  verdict: dict[str, Any], a: str, b: str) -> None:
+    loop = f"open loop at {args.rate:g} msg/s" if args.rate > 0 else "closed loop"
+    print(f"\n{a} (a) vs {b} (b), {loop}, median of {args.rounds} "
+          f"alternating rounds of {args.duration:g}s")
+    for row in rows:
+        print(_row_text(row, a, b) + (
+            f"  cost={row['metrics_cost']:.1%} cpu-cost={row['metrics_cpu_cost']}"
+            if args.metrics_overhead and row.get("metrics_cost") is not None else ""))
+    for pt in verdict.get("points", []) if args.commits else []:
+        print(f"{pt['point']}: server CPU per message b/a = {pt['paired_cpu_ratio_b_over_a']}"
+              f" (median of {pt['rounds']} paired rounds; b higher in {pt['b_higher_rounds']}"
+              f", sign test p={pt['sign_test_p']:.3g})"
+              + ("  REGRESSION" if pt["regression"] else ""))
+    print("verdict:", json.dumps(verdict))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison, print the table, write the JSON."""
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.commits and args.metrics_overhead:
         ap.error("--commits and --metrics-overhead are different comparisons")
@@ -360,45 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     core = None if args.no_pin else 0
     with commit_checkouts(args.repo, args.commits or [], parent=args.worktree_dir) as checkouts:
         rows, a, b, gen = _run(args, points, core, checkouts)
-    verdict: dict[str, Any] = {}
     if args.commits:
         verdict = commit_verdict(rows, args.threshold, args.alpha)
     elif args.metrics_overhead:
-        for row in rows:
-            on_v, off_v = row["metrics_on"]["msg_s_median"], row["metrics_off"]["msg_s_median"]
-            row["metrics_cost"] = round(1 - on_v / off_v, 4) if off_v else None
-            con = row["metrics_on"]["server_cpu_us_per_msg_median"]
-            coff = row["metrics_off"]["server_cpu_us_per_msg_median"]
-            row["metrics_cpu_cost"] = round(con / coff - 1, 4) if con and coff else None
-            pr, pc = row["paired_ratio_b_over_a_median"], row["paired_cpu_ratio_b_over_a_median"]
-            row["metrics_cost_paired"] = round(1 - 1 / pr, 4) if pr else None
-            row["metrics_cpu_cost_paired"] = round(1 / pc - 1, 4) if pc else None
-        costs = [r["metrics_cost"] for r in rows if r["metrics_cost"] is not None]
-        cpu_costs = [r["metrics_cpu_cost"] for r in rows if r["metrics_cpu_cost"] is not None]
-        verdict = {"goal": f"metrics cost < {GOAL_METRICS_COST:.0%}",
-                   "max_cost": max(costs) if costs else None,
-                   "median_cost": statistics.median(costs) if costs else None,
-                   # server CPU per message on/off - 1: steadier on a busy machine
-                   "median_cpu_cost": statistics.median(cpu_costs) if cpu_costs else None,
-                   "paired_costs": [r["metrics_cost_paired"] for r in rows],
-                   "paired_cpu_costs": [r["metrics_cpu_cost_paired"] for r in rows]}
-        # judged on server CPU per message, paired by round (back-to-back a/b measurements
-        # cancel drift; CPU per message is the cost itself and does not depend on whether
-        # the server or the generator saturated first)
-        paired = [c for c in verdict["paired_cpu_costs"] if c is not None]
-        verdict["judged_cost"] = statistics.median(paired) if paired else None
-        verdict["passed"] = verdict["judged_cost"] is not None and \
-            verdict["judged_cost"] < GOAL_METRICS_COST
+        verdict = _metrics_verdict(rows)
     else:
-        judged = [r["ratio_b_over_a"] for r in rows if r["connections"] >= 10]
-        # CPU-efficiency ratio (bare CPU per msg / toolserver CPU per msg): what the msg/s
-        # ratio would be if both servers had a full core; steadier on a busy machine
-        eff = [round(1 / r["cpu_per_msg_ratio_b_over_a"], 3) for r in rows
-               if r["connections"] >= 10 and r["cpu_per_msg_ratio_b_over_a"]]
-        verdict = {"goal": f"toolserver/bare >= {GOAL_RATIO} at 10 and 100 connections",
-                   "min_ratio_10_plus": min(judged) if judged else None,
-                   "min_cpu_efficiency_ratio_10_plus": min(eff) if eff else None}
-        verdict["passed"] = bool(judged) and min(judged) >= GOAL_RATIO
+        verdict = _versus_verdict(rows)
     mode = "commits" if args.commits else (
         "metrics_overhead" if args.metrics_overhead else "versus")
     doc = {"schema": SCHEMA, "mode": mode, "tool": args.tool,
@@ -406,19 +441,7 @@ def main(argv: list[str] | None = None) -> int:
            "generator_cores": gen, "loop": "open" if args.rate > 0 else "closed",
            "rate": args.rate or None, "rows": rows, "verdict": verdict,
            "machine": environment.machine(), "versions": environment.versions()}
-    loop = f"open loop at {args.rate:g} msg/s" if args.rate > 0 else "closed loop"
-    print(f"\n{a.label} (a) vs {b.label} (b), {loop}, median of {args.rounds} "
-          f"alternating rounds of {args.duration:g}s")
-    for row in rows:
-        print(_row_text(row, a.label, b.label) + (
-            f"  cost={row['metrics_cost']:.1%} cpu-cost={row['metrics_cpu_cost']}"
-            if args.metrics_overhead and row.get("metrics_cost") is not None else ""))
-    for pt in verdict.get("points", []) if args.commits else []:
-        print(f"{pt['point']}: server CPU per message b/a = {pt['paired_cpu_ratio_b_over_a']}"
-              f" (median of {pt['rounds']} paired rounds; b higher in {pt['b_higher_rounds']}"
-              f", sign test p={pt['sign_test_p']:.3g})"
-              + ("  REGRESSION" if pt["regression"] else ""))
-    print("verdict:", json.dumps(verdict))
+    _print_report(args, rows, verdict, a.label, b.label)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
