@@ -13,8 +13,8 @@ from __future__ import annotations
 import statistics
 
 from ..profiles import ConcurrentConnections
-from ..protocol import default_call
-from ..resources import cpu_s
+from ..protocol import Call, default_call
+from ..resources import Sample, cpu_s
 from ..result import ScenarioResult
 from ..runner import Runner
 
@@ -22,8 +22,13 @@ from ..runner import Runner
 def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     """rapid -> hold -> churn, with resource readings between them."""
     echo = default_call("echo")
-    sampler = runner.sampler
+    _rapid(runner, p, res, echo)
+    base = _hold(runner, p, res, echo)
+    _churn(runner, p, res, echo, base)
 
+
+def _rapid(runner: Runner, p: ConcurrentConnections, res: ScenarioResult,
+           echo: Call) -> None:
     # 1. rapid: all handshakes at once, no traffic; the wall time until all are ready.
     #    Repeated ``rapid_rounds`` times (connect all, hold briefly, close all, settle):
     #    one round is a single value with 16 % run-to-run spread, too noisy for asv to
@@ -34,6 +39,7 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     p99s: list[float] = []
     cpus: list[float] = []
     opened: list[int] = []
+    sampler = runner.sampler
     for _ in range(p.rapid_rounds):
         before = sampler.mark() if sampler else None
         rapid = res.add_phase(runner.run(runner.spec(
@@ -69,7 +75,12 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
     res.check(f"rapid: {p.rapid_n} connections established in under 1 s (ms, plan)",
               max(walls), "<", 1000.0, scope="full")
 
+
+def _hold(runner: Runner, p: ConcurrentConnections, res: ScenarioResult,
+          echo: Call) -> Sample | None:
+    """Returns the resource reading taken before the sessions opened."""
     # 2. hold: many sessions with light open-loop traffic.
+    sampler = runner.sampler
     runner.settle(0.5)
     base = sampler.mark() if sampler else None
     hold = res.add_phase(runner.run(runner.spec(
@@ -91,8 +102,13 @@ def run(runner: Runner, p: ConcurrentConnections, res: ScenarioResult) -> None:
               sum(hold["connection_errors"].values()), "==", 0)
     res.check("hold: server CPU % under light traffic", srv.get("cpu_percent_mean"), "<",
               80.0)
+    return base
 
+
+def _churn(runner: Runner, p: ConcurrentConnections, res: ScenarioResult,
+           echo: Call, base: Sample | None) -> None:
     # 3. churn, between two resource readings taken after the server settled.
+    sampler = runner.sampler
     runner.settle(p.settle_s)
     before = sampler.mark() if sampler else None
     churn = res.add_phase(runner.run(runner.spec(
