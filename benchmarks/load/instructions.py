@@ -198,7 +198,19 @@ class Driver:
             rid = self.next_id
             self.next_id += 1
             await ws.send(prefix + str(rid) + suffix)
-            raw = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
+            try:
+                raw = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
+            except TimeoutError:
+                slowdown = 1 / CLOCK_RATE
+                raise InstrumentError(
+                    f"{call.method} {call.tool or ''}: no answer in {TIMEOUT_S:g} s under "
+                    f"callgrind. The server's clocks run {slowdown:g} times slower than real "
+                    "time here (libfaketime), and so does every wait on them: a request "
+                    "path that waits on a timer (asyncio.sleep, time.sleep, a timeout) of "
+                    f"{TIMEOUT_S / slowdown * 1000:g} ms or more never answers. Instruction "
+                    "counts cannot measure a path that waits; the host-corrected latency "
+                    "figures measure what it costs in time (docs/BENCHMARKS.md, \"What "
+                    "instruction counts cannot see\")") from None
             msg = json.loads(raw)
             kind = P.classify(msg, call) if msg.get("id") == rid else P.KIND_UNMATCHED
             if kind is not None:
