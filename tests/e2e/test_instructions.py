@@ -93,3 +93,34 @@ def test_missing_valgrind_is_a_clear_error_and_nan_in_asv(tmp_path: Path) -> Non
 def test_help_names_the_figures() -> None:
     text = I.build_parser().format_help()
     assert "valgrind" in text and "libfaketime" in text and "--server-python" in text
+
+
+def test_a_request_that_waits_past_the_timeout_says_why(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    # the real server, its provider slower than the driver's timeout: what a path that
+    # sleeps looks like to the driver under callgrind's slowed clock
+    import asyncio
+
+    from benchmarks.load.api import start_server
+    from benchmarks.load.protocol import default_call
+
+    monkeypatch.setattr(I, "TIMEOUT_S", 0.3)
+    server = start_server(sys.executable, ["--provider-latency-ms", "2000",
+                                           "--provider-spread-ms", "0"],
+                          pythonpath=[str(REPO / "src")], request_log_dir=str(tmp_path))
+
+    async def one_chat() -> None:
+        driver = I.Driver(server.url)
+        await driver.open_measuring()
+        try:
+            await driver.request(default_call("chat"))()
+        finally:
+            assert driver.ws is not None
+            await driver.ws.close()
+
+    try:
+        with pytest.raises(I.InstrumentError, match="waits on a timer") as caught:
+            asyncio.run(one_chat())
+        assert "What instruction counts cannot see" in str(caught.value)
+    finally:
+        server.discard()
