@@ -377,6 +377,11 @@ def evaluate(cfg: Config, *, project_root: Path, neutral: int = 10,
                 o.side_by_side = runs if isinstance(runs, list) else []  # else: skipped/none
             for run in svc.state.runs(status="failed"):
                 failures.append(f"{run.short} failed to measure")
+            # a plant that breaks a benchmark (a wait under callgrind's slowed clock ends
+            # the instruction counts) leaves every later commit without those series: a
+            # plant judged on them after it would be missed for that reason
+            warnings += [f"benchmarks errored: {item.payload.get('text', '')[:300]}"
+                         for item in svc.state.outbox_all() if item.kind == "failure"]
             baselines = load_baselines(ecfg.baselines_dir)
             thresholds = {}
             for t in targets:
